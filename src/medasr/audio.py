@@ -1,0 +1,209 @@
+"""One audio loader: any source -> mono float32 at 16 kHz, or one clear `AudioError`.
+
+Sources: file paths (wav, flac, mp3, ogg/opus, m4a/aac, webm, ...), http(s) URLs, raw bytes,
+base64 strings and data URLs, and (array, sample_rate) pairs. Channels are mixed by their mean
+and the signal is resampled with soxr at the quality librosa uses, as the official package does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medasr.errors import AudioError
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".wma", ".aiff", ".aif"}
+MAX_URL_BYTES = 200 * 1024 * 1024
+URL_TIMEOUT_S = 30.0
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # mono float32 at 16 kHz
+    source: str  # a short name for messages and outputs
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def load_audio(source, name: str | None = None) -> Audio:
+    """Decode `source` to 16 kHz mono float32. Raises AudioError naming the input."""
+    label = name or describe(source)
+    if isinstance(source, Audio):
+        return source
+    if isinstance(source, tuple) and len(source) == 2:
+        array, rate = source
+        samples = _prepare(np.asarray(array), int(rate), label, channels_last=None)
+    elif isinstance(source, np.ndarray):
+        samples = _prepare(source, SAMPLE_RATE, label, channels_last=None)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        samples = decode_bytes(bytes(source), label)
+    elif isinstance(source, (str, Path)):
+        samples = _load_string(str(source), label)
+    else:
+        raise AudioError(label, f"unsupported audio input of type {type(source).__name__}")
+    return Audio(samples, label)
+
+
+def describe(source) -> str:
+    if isinstance(source, Audio):
+        return source.source
+    if isinstance(source, Path):
+        return str(source)
+    if isinstance(source, str):
+        if source.startswith("data:"):
+            return "<data URL>"
+        return source if len(source) < 300 else "<base64 audio>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, tuple):
+        return "<array>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    return f"<{type(source).__name__}>"
+
+
+def _load_string(text: str, label: str) -> np.ndarray:
+    if text.startswith(("http://", "https://")):
+        return decode_bytes(fetch_url(text, label), label)
+    if text.startswith("data:"):
+        header, _, payload = text.partition(",")
+        if ";base64" not in header or not payload:
+            raise AudioError(label, "data URL must be of the form data:audio/...;base64,<data>")
+        return decode_bytes(_b64(payload, label), label)
+    if len(text) > 256 and _BASE64.fullmatch(text) and not (len(text) < 1024 and Path(text).exists()):
+        return decode_bytes(_b64(text, label), label)  # bare base64, as the official package accepts
+    path = Path(text).expanduser()
+    try:
+        if path.is_file():
+            return decode_file(path, label)
+        if path.is_dir():
+            raise AudioError(label, "is a directory, not an audio file")
+    except OSError as err:
+        raise AudioError(label, f"cannot open: {err.strerror}") from None
+    raise AudioError(label, "no such file")
+
+
+def _b64(payload: str, label: str) -> bytes:
+    try:
+        return base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise AudioError(label, "invalid base64 audio data") from None
+
+
+def fetch_url(url: str, label: str | None = None, max_bytes: int = MAX_URL_BYTES, timeout: float = URL_TIMEOUT_S) -> bytes:
+    """Download audio with a size and time cap (the server applies its own address checks first)."""
+    label = label or url
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = resp.read(max_bytes + 1)
+    except Exception as err:
+        raise AudioError(label, f"could not download: {err}") from None
+    if len(data) > max_bytes:
+        raise AudioError(label, f"download larger than {max_bytes // (1024 * 1024)} MB")
+    return data
+
+
+def decode_file(path: Path, label: str) -> np.ndarray:
+    if path.stat().st_size == 0:
+        raise AudioError(label, "file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        return _decode(f, label)
+
+
+def decode_bytes(data: bytes, label: str) -> np.ndarray:
+    if not data:
+        raise AudioError(label, "no audio data (0 bytes)")
+    return _decode(io.BytesIO(data), label)
+
+
+def _decode(f, label: str) -> np.ndarray:
+    # libsndfile handles wav/flac/ogg/mp3 exactly; PyAV (FFmpeg) everything else.
+    import soundfile as sf
+
+    try:
+        array, rate = sf.read(f, dtype="float32", always_2d=True)
+        return _prepare(array, rate, label, channels_last=True)
+    except AudioError:
+        raise
+    except Exception:
+        f.seek(0)
+    array, rate = _decode_av(f, label)
+    return _prepare(array, rate, label, channels_last=True)
+
+
+def _decode_av(f, label: str) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        with av.open(f, mode="r") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise AudioError(label, "contains no audio stream")
+            stream = streams[0]
+            rate = stream.codec_context.sample_rate or stream.rate
+            channels = stream.codec_context.channels or 1
+            resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None, rate=rate)
+            parts = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1, channels))
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1, channels))
+    except AudioError:
+        raise
+    except Exception as err:
+        raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
+    if not parts:
+        raise AudioError(label, "contains no audio samples")
+    return np.concatenate(parts, axis=0), int(rate)
+
+
+def _prepare(array: np.ndarray, rate: int, label: str, channels_last: bool | None) -> np.ndarray:
+    """Mix to mono by channel mean, resample to 16 kHz, scale into [-1, 1] like qwen-asr."""
+    import soxr
+
+    if rate <= 0:
+        raise AudioError(label, f"invalid sample rate {rate}")
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu":
+        raise AudioError(label, f"audio array must be numeric, not {array.dtype}")
+    if array.ndim == 2:
+        if channels_last is None:  # (channels, time) or (time, channels): channels are the short axis
+            channels_last = not (array.shape[0] <= 8 and array.shape[1] > array.shape[0])
+        array = array.mean(axis=1 if channels_last else 0)
+    elif array.ndim != 1:
+        raise AudioError(label, f"audio array must be 1-D or 2-D, not {array.ndim}-D")
+    array = array.astype(np.float32, copy=False)
+    if array.size == 0:
+        raise AudioError(label, "contains no audio samples (zero length)")
+    if not np.all(np.isfinite(array)):
+        raise AudioError(label, "contains NaN or infinite samples")
+    if rate != SAMPLE_RATE:
+        array = soxr.resample(array, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+    peak = float(np.max(np.abs(array))) if array.size else 0.0
+    if peak > 1.0:
+        array = array / peak
+    return np.clip(array, -1.0, 1.0)
+
+
+def expand_inputs(paths: list[str]) -> list[str]:
+    """Directories expand to the audio files inside them (sorted, recursive); other inputs pass."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,5 @@
+import sys
+
+from medasr.cli import main
+
+sys.exit(main())

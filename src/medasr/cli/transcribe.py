@@ -1,0 +1,143 @@
+"""`medasr transcribe`: audio files, directories or URLs -> text, JSON, JSONL or subtitles."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medasr.cli._common import add_decoding_arguments, add_model_arguments
+
+NAME = "transcribe"
+HELP = "transcribe audio files, directories or URLs"
+DESCRIPTION = """Transcribe audio with Qwen3-ASR.
+
+Inputs are audio files (wav, flac, mp3, ogg/opus, m4a/aac, webm), directories (expanded to the
+audio files inside) or http(s) URLs. Text goes to stdout, one line per input in input order,
+unless --output-dir is given. A bad input is reported on stderr; the others are still
+transcribed and the command exits with status 1 at the end.
+
+examples:
+  medasr transcribe --model demo consult.wav
+  medasr transcribe --model ./my-finetune --format jsonl recordings/ > out.jsonl
+  medasr transcribe --context "metoprolol, atorvastatin" --format json a.wav b.mp3
+"""
+CHUNK = 256  # inputs decoded at a time, to bound memory on large directories
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio", nargs="+", help="audio files, directories or http(s) URLs")
+    add_model_arguments(p)
+    add_decoding_arguments(p)
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--format",
+        default="txt",
+        choices=["txt", "json", "jsonl", "srt", "vtt", "verbose_json"],
+        help="txt: text per line; json: one list of objects; jsonl: one object per line, "
+        "written as produced; srt/vtt/verbose_json: subtitles and OpenAI's shape (default: txt)",
+    )
+    g.add_argument(
+        "--output-dir",
+        default=None,
+        help="write one file per input (jsonl: one transcripts.jsonl) instead of stdout; inputs whose "
+        "output already exists are skipped, so an interrupted run resumes",
+    )
+    g.add_argument("--overwrite", action="store_true", help="with --output-dir, redo inputs already written")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from medasr.audio import expand_inputs
+    from medasr.errors import UserError
+    from medasr.formats import EXTENSIONS, render, to_record
+    from medasr.prompt import normalize_language
+    from medasr.transcribe import load_model
+
+    try:
+        normalize_language(args.language)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    inputs = expand_inputs(args.audio)
+    if not inputs:
+        raise UserError("no audio files found in the given inputs")
+
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    jsonl_file = None
+    done: set[str] = set()
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if args.format == "jsonl":
+            path = out_dir / "transcripts.jsonl"
+            if path.exists() and not args.overwrite:
+                done = {json.loads(line)["source"] for line in path.read_text().splitlines() if line.strip()}
+            jsonl_file = open(path, "w" if args.overwrite else "a", encoding="utf-8")
+        elif not args.overwrite:
+            done = {s for s in inputs if _out_path(out_dir, s, EXTENSIONS[args.format]).exists()}
+    todo = [s for s in inputs if s not in done]
+    if done:
+        print(f"skipping {len(done)} input(s) already transcribed in {out_dir}", file=sys.stderr)
+
+    asr = load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    failures = 0
+    collected = {}
+    bar = tqdm(total=len(todo), unit="file", desc="transcribing", disable=None if len(todo) > 1 else True, file=sys.stderr)
+
+    def emit(index, t, chunk):
+        nonlocal failures
+        bar.update(1)
+        if t.error:
+            failures += 1
+            tqdm.write(f"medasr transcribe: error: {t.error}", file=sys.stderr)
+        source = chunk[index]
+        if jsonl_file and not t.error:
+            jsonl_file.write(render(t, "jsonl"))
+            jsonl_file.flush()
+        elif out_dir and not t.error:
+            _out_path(out_dir, source, EXTENSIONS[args.format]).write_text(render(t, args.format), encoding="utf-8")
+        elif not out_dir and args.format == "jsonl":
+            sys.stdout.write(render(t, "jsonl"))
+            sys.stdout.flush()
+        collected[source] = t
+
+    try:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            asr.transcribe(
+                chunk,
+                language=args.language,
+                context=args.context,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                errors="keep",
+                on_result=lambda i, t, chunk=chunk: emit(i, t, chunk),
+            )
+    finally:
+        bar.close()
+        if jsonl_file:
+            jsonl_file.close()
+
+    if not out_dir:
+        ordered = [collected[s] for s in todo]
+        if args.format == "json":
+            print(json.dumps([to_record(t) for t in ordered], ensure_ascii=False, indent=2))
+        elif args.format != "jsonl":
+            for t in ordered:
+                if not t.error:
+                    sys.stdout.write(render(t, args.format))
+                elif args.format == "txt":
+                    sys.stdout.write("\n")  # keep one line per input
+    if failures:
+        print(f"medasr transcribe: {failures} of {len(todo)} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _out_path(out_dir: Path, source: str, ext: str) -> Path:
+    stem = Path(source.split("?")[0]).stem or "audio"
+    return out_dir / f"{stem}.{ext}"

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny Qwen3-ASR models of the real architecture, built here (no downloads),
+in both checkpoint formats, and short speech clips spoken by espeak-ng."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+# The project's shared recordings lie beside the checkout (as in CI's fresh clone).
+SHARED_AUDIO = Path(os.environ.get("MEDASR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "audio"
+
+TOKENIZER_TEXTS = [
+    "The patient was started on 40 milligrams of atorvastatin once daily.",
+    "Chest pain radiating to the left arm, no shortness of breath.",
+    "Metoprolol 25 mg twice daily; amoxicillin 500 mg three times a day.",
+    "CT of the abdomen showed no evidence of appendicitis.",
+    "Blood pressure 120 over 80, heart rate 72, oxygen saturation 98 percent.",
+]
+
+
+def build_tiny(dst: Path, seed: int = 0) -> dict[str, Path]:
+    """A tiny random Qwen3-ASR model saved in both formats; returns {'original': dir, 'transformers': dir}."""
+    from medasr import checkpoint, modelbuild
+
+    tok = modelbuild.train_tokenizer(TOKENIZER_TEXTS * 10, vocab_size=400)
+    model = modelbuild.build_model(modelbuild.make_config(tok, "tiny"), seed=seed, init_std=0.5)
+    proc = modelbuild.make_processor(tok)
+    dirs = {"original": dst / "original", "transformers": dst / "transformers"}
+    checkpoint.save_original(model, proc, dirs["original"])
+    checkpoint.save_transformers(model, proc, dirs["transformers"])
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def speak(text: str, path: Path, voice: str = "en-us", speed: int = 175) -> Path:
+    """Real synthetic speech: espeak-ng writes a 22.05 kHz mono wav."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng); .ci/run installs it")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("speech")
+    texts = [
+        "The patient takes metoprolol.",
+        "Chest pain radiating to the left arm since this morning.",
+        "No.",
+        "Amoxicillin five hundred milligrams three times a day for seven days.",
+    ]
+    return [speak(t, d / f"clip{i}.wav") for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    if not SHARED_AUDIO.exists():
+        pytest.fail(f"the shared recordings are missing: {SHARED_AUDIO}")
+    return SHARED_AUDIO
