@@ -58,9 +58,12 @@ SCRATCH = Path(tempfile.gettempdir()) / "medasr-parity-scratch"
 # ---------------------------------------------------------------------------- fixed inputs
 SEED = 0
 VOCAB_SIZE = 400
-# Chosen by trying 0.02-0.5: at 0.02 every input gives the same token over and over; at 0.3 the
-# greedy answers differ between clips, prompts and languages, and some stop within MAX_NEW_TOKENS.
-INIT_STD = 0.3
+# Chosen by trying 0.05-1.2 (seed 0): below ~0.15 every input gives the same few tokens; from
+# ~0.75 all 16 greedy answers differ. A random model almost never picks <|im_end|> (at most 1 of 16
+# answers stopped for any init_std), so its (tied) embedding row is scaled by EOS_ROW_SCALE: then
+# 11 of 16 answers stop, after 2 to 23 tokens, and the others run to MAX_NEW_TOKENS.
+INIT_STD = 0.75
+EOS_ROW_SCALE = 1.5
 MAX_NEW_TOKENS = 24
 CONTEXT = "Hotwords: metoprolol, atorvastatin"
 LANGUAGES = ["English", None]  # forced, auto
@@ -127,7 +130,10 @@ def step_build(args) -> None:
     tok = train_tokenizer(TOKENIZER_TEXTS, vocab_size=VOCAB_SIZE)
     config = make_config(tok, "tiny")
     model = build_model(config, seed=SEED, init_std=args.init_std)
+    with torch.no_grad():  # tied: the lm_head row of <|im_end|> scales with it
+        model.get_input_embeddings().weight[tok.convert_tokens_to_ids("<|im_end|>")] *= EOS_ROW_SCALE
     save_original(model, make_processor(tok), model_dir)
+    patched = compat_patch(model_dir)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -147,6 +153,7 @@ def step_build(args) -> None:
         "seed": SEED,
         "vocab_size": VOCAB_SIZE,
         "init_std": args.init_std,
+        "eos_row_scale": EOS_ROW_SCALE,
         "size": "tiny",
         "tokenizer_texts": TOKENIZER_TEXTS,
         "clips": {
@@ -159,6 +166,7 @@ def step_build(args) -> None:
             "long_22k.mp3": "the 22.05 kHz espeak-ng output of long_16k.wav -> ffmpeg libmp3lame 32k",
         },
         "model_sha256": sha256(model_dir / "model.safetensors"),
+        "patched_after_save_original": patched,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -172,6 +180,33 @@ def step_build(args) -> None:
     }
     (FIXTURE / "build.json").write_text(json.dumps(build, indent=1) + "\n", encoding="utf-8")
     print(f"built {model_dir} and {len(CLIPS)} clips in {audio_dir}")
+
+
+def compat_patch(model_dir: Path) -> list[str]:
+    """Make what save_original wrote loadable by qwen-asr 0.0.6 (transformers 4.57); a no-op once
+    checkpoint.save_original writes this itself. Returns what was changed.
+
+    transformers 5 saves `extra_special_tokens` as a LIST (its new name for the additional special
+    tokens). transformers 4.57 reads `extra_special_tokens` as a DICT of named tokens and calls
+    .keys() on it (AttributeError, surfacing as a misleading protobuf ImportError), and it gives the
+    tokenizer its `audio_token`/`audio_bos_token`/`audio_eos_token` attributes -- which
+    Qwen3ASRProcessor.__init__ reads -- only from that dict. The layout below loads in both.
+    """
+    path = model_dir / "tokenizer_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    changes = []
+    extra = cfg.get("extra_special_tokens")
+    if isinstance(extra, list):
+        cfg["additional_special_tokens"] = extra
+        changes.append("tokenizer_config.json: extra_special_tokens list -> additional_special_tokens")
+        extra = None
+    named = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>"}
+    if not isinstance(extra, dict) or any(extra.get(k) != v for k, v in named.items()):
+        cfg["extra_special_tokens"] = {**(extra or {}), **named}
+        changes.append("tokenizer_config.json: extra_special_tokens = {audio_token, audio_bos_token, audio_eos_token}")
+    if changes:
+        path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    return changes
 
 
 def _ffmpeg(argv: list[str]) -> None:
@@ -197,6 +232,13 @@ def step_official(args) -> None:
     asr = qwen_asr.Qwen3ASRModel.from_pretrained(
         str(model_dir), dtype=torch.float32, device_map="cpu", max_new_tokens=MAX_NEW_TOKENS
     )
+    # Every tensor of the checkpoint must arrive unchanged (4.57 only warns on missing/unexpected keys).
+    from safetensors.torch import load_file
+
+    state = asr.model.state_dict()
+    stored = load_file(str(model_dir / "model.safetensors"))
+    assert set(state) == set(stored), (set(state) ^ set(stored))
+    assert all(torch.equal(state[k], stored[k]) for k in stored), "weights changed on load"
     tok = asr.processor.tokenizer
     # qwen-asr's generate() hard-codes eos_token_id=[151645, 151643] (<|im_end|>, <|endoftext|> of
     # the real vocabulary). In the tiny vocabulary those ids do not exist, so the model would never

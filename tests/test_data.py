@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from medasr.audio import SAMPLE_RATE, load_audio
-from medasr.data import (detect, read_cv17, read_dataset, read_librispeech, read_manifest,
-                         read_multimed, write_manifest)
+from medasr.audio import load_audio
+from medasr.data import detect, read_cv17, read_dataset, read_librispeech, read_manifest, read_multimed, write_manifest
 from medasr.errors import DataError, UserError
 from medasr.synth import render
 

@@ -15,6 +15,7 @@ from medasr.cli import main
 from medasr.data import read_manifest
 from medasr.errors import DataError, UserError
 from medasr.lexicon import LEXICON, all_terms, medical_terms
+from medasr.text import written_form
 
 # ---- lexicon --------------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ def test_generator_gives_thousands_of_distinct_written_form_sentences():
     for text in texts:
         assert text[0].isupper() and text.endswith(".") and "  " not in text
         assert not re.search(r"\{|\}", text)
-        assert synth.written_form(text) == text
+        assert written_form(text) == text
     # Quantities are digits, units spelled out.
     assert any(re.search(r"\b\d+(\.\d+)? milligrams of \w+", t) for t in texts)
     assert not any(re.search(r"\b(mg|mcg|ml)\b", t) for t in texts)
@@ -70,10 +71,12 @@ def test_train_and_heldout_never_overlap():
     assert 100 < share < 300  # about HELDOUT_PERCENT of all sentences
 
 
-def test_generator_uses_a_given_lexicon_and_reports_exhaustion():
-    tiny = {cat: words[:1] for cat, words in LEXICON.items()}
-    with pytest.raises(ValueError, match="distinct"):
-        synth.sentences(200_000, seed=0, lexicon=tiny)
+def test_generator_uses_a_given_lexicon_and_reports_exhaustion(monkeypatch):
+    monkeypatch.setattr(synth, "TEMPLATES", ("Findings are consistent with {condition}.",))
+    tiny = {cat: words[:2] for cat, words in LEXICON.items()}
+    with pytest.raises(ValueError, match="could only make 2 distinct all sentences, not 3"):
+        synth.sentences(3, seed=0, split="all", lexicon=tiny)
+    monkeypatch.undo()
     lexicon = medical_terms()
     lexicon["drugs"] = {"zzdrug"}
     assert any("zzdrug" in t.lower() for t in synth.sentences(200, seed=0, lexicon=lexicon))
@@ -120,7 +123,7 @@ def test_synthesize_writes_manifest_and_resumes(tmp_path, monkeypatch):
     for utt, line in zip(utts, lines):
         assert line["audio"].startswith("audio/")
         assert sf.info(utt.audio).duration == pytest.approx(line["duration"], abs=0.002)
-        assert 0.8 < line["duration"] < 12
+        assert 0.8 < line["duration"] < 12 and utt.dataset == "synth"
     assert json.loads((out / "synth_config.json").read_text())["seed"] == 5
 
     # A second run renders nothing: every clip is already there.

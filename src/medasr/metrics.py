@@ -54,16 +54,9 @@ class ErrorCounts:
         """Error rate; with no reference units, the insertion count (see the module doc)."""
         return self.errors / max(self.ref_len, 1)
 
-    def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(
-            self.hits + other.hits,
-            self.substitutions + other.substitutions,
-            self.deletions + other.deletions,
-            self.insertions + other.insertions,
-        )
-
     @staticmethod
     def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:
+        """The sum over utterances (a corpus, a duration bucket, ...)."""
         h = s = d = i = 0
         for c in counts:
             h, s, d, i = h + c.hits, s + c.substitutions, d + c.deletions, i + c.insertions
@@ -108,20 +101,18 @@ class Score:
         return errors, ref_len
 
 
+_SLOT = {"equal": 0, "substitute": 1, "delete": 2, "insert": 3}
+
+
 def _per_utterance(alignments) -> list[ErrorCounts]:
     out = []
     for chunks in alignments:
-        h = s = d = i = 0
+        hsdi = [0, 0, 0, 0]
         for c in chunks:
-            if c.type == "equal":
-                h += c.ref_end_idx - c.ref_start_idx
-            elif c.type == "substitute":
-                s += c.ref_end_idx - c.ref_start_idx
-            elif c.type == "delete":
-                d += c.ref_end_idx - c.ref_start_idx
-            else:
-                i += c.hyp_end_idx - c.hyp_start_idx
-        out.append(ErrorCounts(h, s, d, i))
+            hsdi[_SLOT[c.type]] += (
+                c.hyp_end_idx - c.hyp_start_idx if c.type == "insert" else c.ref_end_idx - c.ref_start_idx
+            )
+        out.append(ErrorCounts(*hsdi))
     return out
 
 
@@ -139,14 +130,16 @@ def score(
     if not raw_refs:
         return Score(norm.name, [], [], [], [], raw_refs, raw_hyps, [])
     # Words are split on any white space; jiwer then only splits on the single spaces left.
-    ref_w = [" ".join(norm.words(t).split()) for t in raw_refs]
-    hyp_w = [" ".join(norm.words(t).split()) for t in raw_hyps]
+    ref_n, hyp_n = [norm.words(t) for t in raw_refs], [norm.words(t) for t in raw_hyps]
+    ref_w, hyp_w = [" ".join(t.split()) for t in ref_n], [" ".join(t.split()) for t in hyp_n]
     as_words = jiwer.Compose([jiwer.ReduceToListOfListOfWords()])
     as_chars = jiwer.Compose([jiwer.ReduceToListOfListOfChars()])
     w = jiwer.process_words(ref_w, hyp_w, as_words, as_words)
-    c = jiwer.process_characters(
-        [norm.chars(t) for t in raw_refs], [norm.chars(t) for t in raw_hyps], as_chars, as_chars
-    )
+    if norm.chars is norm.words:  # e.g. english: do not pay for the normaliser twice
+        ref_c, hyp_c = ref_n, hyp_n
+    else:
+        ref_c, hyp_c = [norm.chars(t) for t in raw_refs], [norm.chars(t) for t in raw_hyps]
+    c = jiwer.process_characters(ref_c, hyp_c, as_chars, as_chars)
     return Score(
         norm.name, ref_w, hyp_w, _per_utterance(w.alignments), _per_utterance(c.alignments),
         raw_refs, raw_hyps, w.alignments,
@@ -502,7 +495,7 @@ def report(
     resamples: int = 1000,
     seed: int = 42,
     terms: Mapping[str, Iterable[str]] | TermIndex | None = None,
-    medical_terms: bool = True,
+    include_medical: bool = True,
     hit_token_cap: Sequence[bool] | None = None,
 ) -> dict:
     """Everything about a Score as a JSON-ready dict (the `medasr score --format json` object)."""
@@ -517,7 +510,11 @@ def report(
         "char_deletions": c.deletions, "char_insertions": c.insertions, "ref_chars": c.ref_len,
         "hallucination": hallucination(s, hit_token_cap).to_dict(),
     }
-    if medical_terms:
+    if s.normalizer == "english":  # its result depends on the spelling mapping found offline
+        from medasr.text import english_spelling_source
+
+        out["english_spelling_mapping"] = english_spelling_source()
+    if include_medical:
         m = medical(s, terms)
         out["medical"] = {
             "overall": m.overall.to_dict(),

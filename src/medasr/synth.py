@@ -3,7 +3,7 @@
 Good for tests, demos and augmentation (not a substitute for real clinical speech).
 
 Text convention (what a model trained on these clips learns to write):
-- Written form: sentence case, ending with a period, as the written-form normaliser produces.
+- Written form: sentence case, ending with a period (`medasr.text.written_form` is applied).
 - Quantities are digits: doses ("2.5 milligrams"), ages ("a 67-year-old woman"), vital signs
   ("140 over 90", "38.5 degrees Celsius", "94 percent"), lab values, durations ("for 3 days"),
   intervals ("every 6 hours"). Qwen3-ASR writes spoken quantities as digits, and evaluation
@@ -25,7 +25,7 @@ import string
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,8 +33,10 @@ import numpy as np
 
 from medasr.errors import UserError
 from medasr.lexicon import LEXICON
+from medasr.text import written_form
 
 HELDOUT_PERCENT = 10
+MAX_MISSES = 20_000
 SPLITS = ("train", "heldout")
 
 # espeak-ng's own English voices (the mbrola ones need separate voice data), as listed by
@@ -115,16 +117,6 @@ _CATEGORY_SLOTS = {
     "procedure": "procedures", "finding": "findings", "lab": "labs", "freq": "frequencies",
     "route": "routes",
 }
-
-
-def written_form(text: str) -> str:
-    """Sentence case with a final period (the subset of the written-form rule synth needs)."""
-    text = " ".join(text.split())
-    if text and text[0].islower():
-        text = text[0].upper() + text[1:]
-    if text and text[-1] not in ".!?":
-        text += "."
-    return text
 
 
 def split_of(text: str) -> str:
@@ -214,14 +206,16 @@ def sentences(n: int, seed: int = 0, split: str = "train",
 def _generate(n: int, seed: int, split: str, terms) -> Iterator[str]:
     rng = random.Random(seed)
     seen: set[str] = set()
-    attempts = 0
+    misses = 0
     while len(seen) < n:
-        attempts += 1
-        if attempts > 50 * n + 10_000:
-            raise ValueError(f"could only make {len(seen)} distinct {split} sentences, not {n}")
         text = _fill(rng.choice(TEMPLATES), rng, terms)
         if text in seen or (split != "all" and split_of(text) != split):
+            misses += 1
+            # So many draws in a row without a new sentence: the templates are used up.
+            if misses > MAX_MISSES:
+                raise ValueError(f"could only make {len(seen)} distinct {split} sentences, not {n}")
             continue
+        misses = 0
         seen.add(text)
         yield text
 
@@ -348,7 +342,8 @@ def synthesize(out_dir: str | Path, n: int, seed: int = 0, voices: Iterable[str]
         for item, duration in zip(plan, pool.map(make, plan)):
             i, text, voice, speed, pitch, path = item
             line = {"id": f"synth-{split}-{i:06d}", "audio": f"audio/{path.name}", "text": text,
-                    "duration": round(duration, 3), "voice": voice, "speed": speed, "pitch": pitch}
+                    "duration": round(duration, 3), "dataset": "synth", "voice": voice, "speed": speed,
+                    "pitch": pitch}
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
             fh.flush()
             bar.update(1)

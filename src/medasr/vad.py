@@ -6,12 +6,13 @@ Three methods share one path (frame scores -> hysteresis regions -> greedy packi
 - "energy": frame loudness against an adaptive noise floor, no model;
 - "none": the whole signal is one region, cut at the quietest point before each limit.
 
-Everything streams: audio arrives in blocks (`stream_audio` decodes files block by block), and
-what is kept per file is 4 bytes per 32 ms window (speech score) and 4 bytes per 8 ms hop
-(power, to find quiet cut points): ~0.6 kB per second of audio, 4.5 MB for two hours.
-Peak memory is that plus one or two decoded blocks (64 kB per second of `block_s`) and the
-model's activations for `batch_windows` windows (~4 MB at 512): about 12 MB beyond the
-interpreter and torch for a 2-hour file with 30 s blocks, independent of its length otherwise.
+Everything streams: audio arrives in blocks (`stream_audio` decodes files in ~1.5 s chunks and
+regroups them into `block_s` blocks). Memory bound: per file, 4 bytes per 32 ms window (speech
+score) and 4 bytes per 8 ms hop (power, to find quiet cut points) = 0.6 kB per second of audio,
+4.5 MB for two hours; plus, whatever the length, two or three 16 kHz blocks (64 kB per second of
+`block_s`: ~6 MB at 30 s) and the model's activations for `batch_windows` windows (~10 MB at 512).
+Measured (benchmarks/bench_vad.py): a 61-minute 44.1 kHz stereo FLAC streamed through `pieces`
+peaks ~40 MB above a warmed-up process; loading it whole with `load_audio` first costs ~2 GB.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ WINDOW = 512  # silero's window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window silero sees in front of each window
 HOP = 128  # power hop (8 ms): 4 per window, so both grids line up on sample 0
 QUIET_HOPS = 12  # the "quietest ~100 ms" window for cuts (96 ms)
+DECODE_FRAMES = 1 << 16  # frames per read from libsndfile
 
 AudioInput = np.ndarray | Audio | str | os.PathLike | Iterable[np.ndarray]
 
@@ -107,7 +109,8 @@ def pieces(audio: AudioInput, options: VadOptions | None = None) -> list[Piece]:
 def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) -> Iterator[tuple[Piece, np.ndarray]]:
     """Yield (piece, its samples) in order, reading `audio` once more block by block.
 
-    For files this keeps only the current block and the current piece in memory.
+    For files this keeps only the current block and the current piece in memory; an iterator of
+    blocks cannot be read twice, so pass a fresh one.
     """
     ordered = sorted(found, key=lambda p: p.start)
     bounds = [(round(p.start * SAMPLE_RATE), round(p.end * SAMPLE_RATE)) for p in ordered]
@@ -147,7 +150,7 @@ def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[n
         raise AudioError(label, "file is empty (0 bytes)")
     out = int(block_s * SAMPLE_RATE)
     got = 0
-    for block in _rebuffer(_resampled(_decode_blocks(path, label, block_s)), out):
+    for block in _rebuffer(_resampled(_decode_blocks(path, label)), out):
         if not np.all(np.isfinite(block)):
             raise AudioError(label, "contains NaN or infinite samples")
         got += len(block)
@@ -156,20 +159,28 @@ def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[n
         raise AudioError(label, "contains no audio samples")
 
 
-def _decode_blocks(path: Path, label: str, block_s: float) -> Iterator[tuple[np.ndarray, int]]:
+def _decode_blocks(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
     """(mono float32 chunk, its sample rate) pairs straight from the decoder."""
     import soundfile as sf
 
     try:
         f = sf.SoundFile(str(path))
-    except Exception:
+    except RuntimeError:  # LibsndfileError
         f = None  # not a libsndfile format: PyAV below
     if f is not None:
         with f:
             rate = f.samplerate
-            for chunk in f.blocks(blocksize=max(1, int(block_s * rate)), dtype="float32", always_2d=True):
+            # decode in small chunks (~1.5 s at 44.1 kHz) whatever block_s is: decoder and resampler
+            # buffers scale with the chunk, and the output is regrouped into blocks afterwards
+            chunks = f.blocks(blocksize=DECODE_FRAMES, dtype="float32", always_2d=True)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                except RuntimeError as err:  # a file that opens but breaks part-way
+                    raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
                 yield chunk.mean(axis=1), rate
-        return
     yield from _decode_av(path, label)
 
 
@@ -178,7 +189,7 @@ def _decode_av(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
 
     try:
         container = av.open(str(path), mode="r")
-    except Exception as err:
+    except (av.FFmpegError, OSError, ValueError) as err:
         raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
     with container:
         if not container.streams.audio:
@@ -193,22 +204,19 @@ def _decode_av(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
                     yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
             for out in resampler.resample(None):
                 yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
-        except AudioError:
-            raise
-        except Exception as err:
+        except (av.FFmpegError, OSError, ValueError) as err:
             raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
 
 
 def _resampled(chunks: Iterator[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
     import soxr
 
-    stream, rate = None, None
-    for chunk, chunk_rate in chunks:
-        if chunk_rate == SAMPLE_RATE:
+    stream = None
+    for chunk, rate in chunks:
+        if rate == SAMPLE_RATE:
             yield chunk.astype(np.float32, copy=False)
             continue
-        if stream is None:
-            rate = chunk_rate
+        if stream is None:  # one stream for the whole file: its filter state spans chunk joins
             stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         yield stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=False)
     if stream is not None:
@@ -274,7 +282,7 @@ def _scan(audio: AudioInput, options: VadOptions) -> _Scan:
             _score(buf[:full], runner, scores, powers)
     if len(tail):  # silero pads the last partial window with zeros; so does the power grid
         _score(np.pad(tail, (0, WINDOW - len(tail))), runner, scores, powers)
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.float32)  # noqa: E731
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.float32)
     return _Scan(cat(scores), cat(powers), n)
 
 
@@ -377,7 +385,7 @@ def _pack(regions: list[tuple[int, int]], power: np.ndarray, n: int, options: Va
         cur = (s, e, [(s, e)])
     if cur is not None:
         done.append(cur)
-    sec = lambda x: x / SAMPLE_RATE  # noqa: E731
+    sec = lambda x: x / SAMPLE_RATE
     return [Piece(sec(s), sec(e), tuple((sec(a), sec(b)) for a, b in regs)) for s, e, regs in done]
 
 
@@ -408,19 +416,40 @@ def _torch_module():
 
         def __init__(self):
             super().__init__()
-            self.stft_conv = nn.Conv1d(1, 258, 256, stride=128, bias=False)  # fixed STFT basis: 129 real + 129 imaginary
+            # a fixed STFT basis: 129 real then 129 imaginary rows
+            self.stft_conv = nn.Conv1d(1, 258, 256, stride=128, bias=False)
             self.conv1 = nn.Conv1d(129, 128, 3, padding=1)
             self.conv2 = nn.Conv1d(128, 64, 3, stride=2, padding=1)
             self.conv3 = nn.Conv1d(64, 64, 3, stride=2, padding=1)
             self.conv4 = nn.Conv1d(64, 128, 3, padding=1)
-            self.lstm = nn.LSTM(128, 128)  # the checkpoint's LSTMCell, stepped by cuDNN/ATen instead of Python
+            self.lstm = nn.LSTM(128, 128)  # the checkpoint's LSTMCell, run over a whole sequence per call
             self.final_conv = nn.Conv1d(128, 1, 1)
+            self.fft_window = None  # set by use_fft() when stft_conv holds a Hann-windowed DFT
+
+        def use_fft(self) -> bool:
+            """Compute the STFT with rfft instead of the 258x256 convolution when they are equal.
+
+            The checkpoint's basis is a periodic-Hann-windowed DFT; an FFT gives the same
+            magnitudes (to ~1e-6) at a quarter of the cost of the convolution, which otherwise
+            dominates the run time. Checked, not assumed, so another checkpoint still works.
+            """
+            n = torch.arange(256, dtype=torch.float64)
+            k = torch.arange(129, dtype=torch.float64)[:, None]
+            window = torch.hann_window(256, periodic=True, dtype=torch.float64)
+            angle = 2 * torch.pi * k * n / 256
+            basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])
+            if torch.allclose(self.stft_conv.weight.detach().squeeze(1).double(), basis, atol=1e-5):
+                self.fft_window = window.float()
+            return self.fft_window is not None
 
         def encode(self, windows: torch.Tensor) -> torch.Tensor:
             """(n, 576) windows with context -> (n, 128) features."""
             x = nn.functional.pad(windows.unsqueeze(1), (0, 64), mode="reflect")
-            x = self.stft_conv(x)
-            x = torch.sqrt(x[:, :129] ** 2 + x[:, 129:] ** 2)
+            if self.fft_window is not None:  # (n, 4 frames, 256) -> (n, 129 bins, 4 frames)
+                x = torch.fft.rfft(x.squeeze(1).unfold(1, 256, 128) * self.fft_window).abs().transpose(1, 2)
+            else:
+                x = self.stft_conv(x)
+                x = torch.sqrt(x[:, :129] ** 2 + x[:, 129:] ** 2)
             for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
                 x = torch.relu(conv(x))
             return x.squeeze(-1)
@@ -439,8 +468,10 @@ def silero_weights_path() -> Path:
     the package, whose import sets torch to one thread for the whole process)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("silero-vad is not installed: `pip install silero-vad==6.2.3`, or use the 'energy' VAD method")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad_16k.safetensors"
+        raise ModelLoadError(
+            "silero-vad is not installed: `pip install silero-vad==6.2.3`, or use the 'energy' VAD method"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad_16k.safetensors"
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing: reinstall silero-vad (6.2.3), or use the 'energy' VAD method")
     return path
@@ -456,6 +487,7 @@ def load_silero():
     state = {(f"lstm.{k.split('.', 1)[1]}_l0" if k.startswith("lstm_cell.") else k): v for k, v in state.items()}
     model = _torch_module()()
     model.load_state_dict(state, strict=True)
+    model.use_fft()
     return model.eval()
 
 

@@ -61,8 +61,7 @@ def _rows(tsv: Path) -> Iterator[tuple[int, dict]]:
         if missing:
             raise DataError(f"{tsv}: missing column(s) {', '.join(missing)} "
                             f"(has: {', '.join(reader.fieldnames or [])})")
-        for number, row in enumerate(reader, 2):
-            yield number, row
+        yield from enumerate(reader, 2)  # line numbers, counting the header as line 1
 
 
 def _durations(tsv: Path) -> dict[str, float]:

@@ -1,0 +1,93 @@
+"""`medasr serve`: an OpenAI-compatible transcription server with request batching."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medasr.cli._common import add_model_arguments
+
+NAME = "serve"
+HELP = "serve an OpenAI-compatible transcription API and a web page"
+DESCRIPTION = """Serve Qwen3-ASR over HTTP.
+
+Endpoints: POST /v1/audio/transcriptions (OpenAI's, with json, text, srt, vtt, verbose_json and
+streaming), POST /v1/chat/completions (vLLM's audio_url / input_audio style), GET /v1/models,
+GET /health, GET /ready, GET /metrics (Prometheus), and a web page at /.
+
+Concurrent requests share model batches: up to --max-batch-size pieces, waiting at most
+--max-wait-ms for company. Audio longer than 30 s is split into pieces that batch too.
+Beyond --max-queue requests in flight the server answers 429 with Retry-After.
+
+examples:
+  medasr serve --model demo
+  medasr serve --model ./my-finetune --host 0.0.0.0 --api-key "$MEDASR_KEY"
+  curl localhost:8000/v1/audio/transcriptions -F file=@consult.wav -F response_format=srt
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    g.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    g.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/* (default: none)")
+    g.add_argument("--served-model-name", default=None, help="model id listed by /v1/models (default: --model)")
+    g.add_argument("--language", default="English", help="language when a request names none, or 'auto' (default: English)")
+    g = p.add_argument_group("batching")
+    g.add_argument("--max-batch-size", type=int, default=16, help="pieces per model batch (default: 16)")
+    g.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for company (default: 10)")
+    g.add_argument("--max-queue", type=int, default=256, help="requests in flight before 429 (default: 256)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="token cap per piece (default: grows with duration)")
+    g.add_argument("--vad", default="silero", choices=["silero", "energy", "none"],
+                   help="how audio over 30 s is split: speech detection, or none (cut at quiet points) (default: silero)")  # fmt: skip
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: 25)")
+    g.add_argument("--max-audio-s", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
+    g.add_argument("--request-timeout-s", type=float, default=600.0, help="per-request deadline, then 504 (default: 600)")
+    g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
+    g.add_argument("--allow-private-urls", action="store_true",
+                   help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from medasr.server import ServerConfig, create_app
+    except ImportError as err:
+        from medasr.errors import UserError
+
+        raise UserError(f"the server needs extra packages ({err.name}): pip install fastapi uvicorn python-multipart prometheus_client") from None
+    from medasr.errors import UserError
+    from medasr.prompt import normalize_language
+
+    config = ServerConfig(
+        model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
+        api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,
+        max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,
+        max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
+        url_timeout_s=args.url_timeout_s,
+    )  # fmt: skip
+    try:
+        config.check()
+        normalize_language(config.language)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+    failed: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def load_failed(message: str) -> None:  # a server that can never answer should not linger
+        failed.append(message)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(config, on_load_error=load_failed)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"))
+    print(f"medasr serve: http://{args.host}:{args.port}/ (model loading; GET /ready says when done)", file=sys.stderr)
+    server.run()
+    if failed:
+        raise UserError(f"the model failed to load: {failed[0]}")
+    return 0

@@ -1,0 +1,110 @@
+"""The FastAPI application: routes, auth, limits, metrics and the lifecycle of the batch worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from medasr.engine import Engine
+from medasr.server.api import router
+from medasr.server.batcher import Batcher
+from medasr.server.config import ServerConfig
+from medasr.server.errors import ApiError, install_handlers
+from medasr.server.metrics import Metrics
+from medasr.server.page import PAGE
+
+
+def load_engine(config: ServerConfig) -> Engine:
+    from medasr.checkpoint import load
+
+    return Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+
+
+class _CountRequests:
+    """Pure ASGI middleware (no body buffering, no broken disconnects): count and time requests."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"  # route templates only: bounded labels
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def create_app(
+    config: ServerConfig,
+    engine_loader: Callable[[], Engine] | None = None,
+    on_load_error: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The app; the model loads in the worker thread at start-up (/ready says when it is done)."""
+    config.check()
+    metrics = Metrics.create()
+
+    def load() -> Engine:
+        try:
+            return (engine_loader or (lambda: load_engine(config)))()
+        except Exception as err:
+            if on_load_error:
+                on_load_error(str(err))
+            raise
+
+    batcher = Batcher(config, metrics, load)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        batcher.start()
+        yield
+        batcher.stop()
+
+    # No /docs: Swagger UI loads from a CDN, and the API is OpenAI's, documented elsewhere.
+    app = FastAPI(title="medasr", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.config = config
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.started = time.time()
+    install_handlers(app)
+    app.include_router(router)
+    app.add_middleware(_CountRequests, metrics=metrics)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if batcher.ready:
+            return JSONResponse({"status": "ready", "model": config.model_id})
+        message = batcher.load_error or "the model is still loading"
+        raise ApiError(503, message, code="model_not_ready", headers={"Retry-After": "5"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(_: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    return app

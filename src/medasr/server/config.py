@@ -1,0 +1,49 @@
+"""The server's settings, one typed record shared by the CLI, the app and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerConfig:
+    model: str
+    served_model_name: str | None = None  # the id /v1/models lists (default: the --model value)
+    device: str = "auto"
+    dtype: str = "auto"
+    api_key: str | None = None  # guards /v1/*; /health, /ready, /metrics and the page stay open
+    language: str = "English"  # default when a request names none ("auto": the model detects it)
+    max_batch_size: int = 16
+    max_wait_ms: float = 10.0  # how long the first piece of a batch waits for company
+    max_queue: int = 256  # requests admitted and not yet answered; beyond that: 429
+    request_timeout_s: float = 600.0  # per-request deadline from arrival; beyond that: 504
+    max_upload_mb: float = 25.0  # OpenAI's limit
+    max_audio_s: float = 1200.0  # qwen-asr's own per-call maximum
+    max_piece_s: float = 30.0  # Qwen3-ASR is trained on <= 30 s
+    vad: str = "silero"  # how audio longer than max_piece_s is split: silero, energy or none
+    max_new_tokens: int | None = None  # None: grows with each batch's longest piece
+    allow_private_urls: bool = False
+    url_timeout_s: float = 30.0
+
+    @property
+    def model_id(self) -> str:
+        return self.served_model_name or self.model
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def check(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
+        if self.max_batch_size < 1:
+            raise ValueError("--max-batch-size must be at least 1")
+        if self.max_wait_ms < 0:
+            raise ValueError("--max-wait-ms must not be negative")
+        if self.max_queue < 1:
+            raise ValueError("--max-queue must be at least 1")
+        if self.max_upload_mb <= 0 or self.max_audio_s <= 0 or self.request_timeout_s <= 0:
+            raise ValueError("--max-upload-mb, --max-audio-s and --request-timeout-s must be positive")
+        if self.vad not in ("silero", "energy", "none"):
+            raise ValueError("--vad must be silero, energy or none")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError("--max-new-tokens must be at least 1")

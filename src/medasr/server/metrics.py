@@ -1,0 +1,45 @@
+"""Prometheus metrics, in a registry per app so several servers can live in one process (tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    queue_depth: Gauge
+    batch_size: Histogram
+    batch_seconds: Histogram
+    audio_seconds: Counter
+    dropped_pieces: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        r = CollectorRegistry()
+        return cls(
+            registry=r,
+            requests=Counter("medasr_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r),
+            latency=Histogram(
+                "medasr_request_latency_seconds", "time to answer, by endpoint", ["endpoint"],
+                buckets=LATENCY_BUCKETS, registry=r,
+            ),
+            queue_depth=Gauge("medasr_queue_depth", "audio pieces waiting for a batch", registry=r),
+            batch_size=Histogram("medasr_batch_size", "pieces per model batch", buckets=BATCH_BUCKETS, registry=r),
+            batch_seconds=Histogram("medasr_batch_seconds", "model time per batch", buckets=LATENCY_BUCKETS, registry=r),
+            audio_seconds=Counter("medasr_audio_seconds", "seconds of audio transcribed", registry=r),
+            dropped_pieces=Counter(
+                "medasr_dropped_pieces", "pieces dropped before their batch (client gone or deadline passed)", registry=r
+            ),
+        )  # fmt: skip
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
