@@ -109,14 +109,25 @@ def main() -> None:
                 s1, n1 = batch_stats(base)
                 answers.setdefault(mode, {}).update(texts)
                 lat.sort()
-                rows.append((mode, c, len(lat) / wall, statistics.median(lat), lat[int(0.95 * (len(lat) - 1))], (s1 - s0) / max(1, n1 - n0)))
+                rows.append(
+                    (
+                        mode,
+                        c,
+                        len(lat) / wall,
+                        statistics.median(lat),
+                        lat[int(0.95 * (len(lat) - 1))],
+                        (s1 - s0) / max(1, n1 - n0),
+                    )
+                )
 
     print(f"\nmedasr serve, tiny model, {args.max_new_tokens} tokens per request, --max-wait-ms {args.max_wait_ms:g}\n")
     print(f"{'mode':<12} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'batch':>6}")
     for mode, c, rps, p50, p95, mean_batch in rows:
         print(f"{mode:<12} {c:>7} {rps:>8.1f} {p50 * 1000:>8.0f} {p95 * 1000:>8.0f} {mean_batch:>6.1f}")
     by = {(m, c): rps for m, c, rps, *_ in rows}
-    print("\nspeed-up of batching: " + ", ".join(f"{c} clients x{by[('batched', c)] / by[('one by one', c)]:.2f}" for c in levels))
+    print(
+        "\nspeed-up of batching: " + ", ".join(f"{c} clients x{by[('batched', c)] / by[('one by one', c)]:.2f}" for c in levels)
+    )
     same = answers.get("batched") == answers.get("one by one")
     print(f"answers identical in both modes: {'yes' if same else 'NO'}")
 

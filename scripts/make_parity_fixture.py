@@ -37,14 +37,13 @@ Needs espeak-ng and ffmpeg on PATH for `build`, and /work/shared/audio/jfk.flac 
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -93,6 +92,25 @@ ESPEAK = {
 JFK_SLICE = (0.30, 2.80)  # seconds of jfk.flac: "And so, my fellow Americans"
 CLIPS = ["short_16k.wav", "long_16k.wav", "jfk_44k_stereo.flac", "long_22k.mp3"]
 
+# Raw answers for qwen_asr.parse_asr_output (with and without a forced language): tags, no speech,
+# casing, whitespace and the repetition clean-up (a char run > 20, a 1-20 char pattern 20+ times).
+PARSE_RAWS = [
+    "language English<asr_text>The patient takes metoprolol.",
+    "language english<asr_text>  lower-case language, padded text  ",
+    "language German<asr_text>Hallo",
+    "language None<asr_text>",
+    "language None<asr_text>noise words",
+    "<asr_text>text without a language",
+    "language English\n<asr_text>after a new line",
+    "no tag at all",
+    "",
+    "   ",
+    "language English<asr_text>" + "a" * 20 + " twenty, " + "b" * 21 + " twenty-one",
+    "language English<asr_text>so " + "la" * 19 + " nineteen then " + "ha" * 20 + " twenty",
+    "language English<asr_text>" + "metoprolol " * 25 + "end",
+    "language English<asr_text>first<asr_text>second",
+]
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -106,7 +124,7 @@ def sig(x: float, digits: int = 6) -> float:
 def tool_version(cmd: list[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[0].strip()
-    except Exception as err:  # pragma: no cover - informative only
+    except (OSError, subprocess.CalledProcessError, IndexError) as err:  # informative only
         return f"unavailable ({err})"
 
 
@@ -118,7 +136,12 @@ def step_build(args) -> None:
     import transformers
 
     from medasr.checkpoint import save_original
-    from medasr.modelbuild import build_model, make_config, make_processor, train_tokenizer
+    from medasr.modelbuild import (
+        build_model,
+        make_config,
+        make_processor,
+        train_tokenizer,
+    )
 
     model_dir = FIXTURE / "model"
     audio_dir = FIXTURE / "audio"
@@ -157,8 +180,7 @@ def step_build(args) -> None:
         "size": "tiny",
         "tokenizer_texts": TOKENIZER_TEXTS,
         "clips": {
-            name: {"sha256": sha256(audio_dir / name), "bytes": (audio_dir / name).stat().st_size}
-            for name in CLIPS
+            name: {"sha256": sha256(audio_dir / name), "bytes": (audio_dir / name).stat().st_size} for name in CLIPS
         },
         "clip_sources": {
             **{n: f"espeak-ng -v en-us {t!r} -> ffmpeg -ar 16000 pcm_s16le" for n, t in ESPEAK.items()},
@@ -218,13 +240,13 @@ def _ffmpeg(argv: list[str]) -> None:
 
 # ---------------------------------------------------------------------------- step: official
 def step_official(args) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
     import librosa
+    import qwen_asr
     import soundfile as sf
     import torch
     import transformers
-    from importlib.metadata import version
-
-    import qwen_asr
     from qwen_asr.inference.utils import normalize_audio_input
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -237,7 +259,7 @@ def step_official(args) -> None:
 
     state = asr.model.state_dict()
     stored = load_file(str(model_dir / "model.safetensors"))
-    assert set(state) == set(stored), (set(state) ^ set(stored))
+    assert set(state) == set(stored), set(state) ^ set(stored)
     assert all(torch.equal(state[k], stored[k]) for k in stored), "weights changed on load"
     tok = asr.processor.tokenizer
     # qwen-asr's generate() hard-codes eos_token_id=[151645, 151643] (<|im_end|>, <|endoftext|> of
@@ -301,7 +323,7 @@ def step_official(args) -> None:
                     f = feats[:, :n_frames].double()
                     clips[name]["feature_sum"] = sig(f.sum())
                     clips[name]["feature_abs_sum"] = sig(f.abs().sum())
-                gen = out.sequences[0, ids.shape[0]:].tolist()
+                gen = out.sequences[0, ids.shape[0] :].tolist()
                 prefill = out.logits[0][0].float()
                 tag = f"{name}|{'ctx' if context else 'noctx'}|{language or 'auto'}"
                 scratch[f"logits/{tag}"] = prefill.numpy()
@@ -340,10 +362,17 @@ def step_official(args) -> None:
     }
     np.savez(SCRATCH / "official.npz", **scratch)
 
+    # The random model never writes "language X<asr_text>", so the answer parser gets its own cases.
+    parse_cases = []
+    for raw in PARSE_RAWS:
+        for user_language in (None, "English"):
+            lang, text = qwen_asr.parse_asr_output(raw, user_language=user_language)
+            parse_cases.append({"raw": raw, "user_language": user_language, "language": lang, "text": text})
+
     def v(name: str) -> str:
         try:
             return version(name)
-        except Exception:
+        except PackageNotFoundError:
             return "unknown"
 
     expected = {
@@ -357,7 +386,15 @@ def step_official(args) -> None:
         "model_sha256": sha256(model_dir / "model.safetensors"),
         "special_ids": {
             t: tok.convert_tokens_to_ids(t)
-            for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|audio_start|>", "<|audio_end|>", "<|audio_pad|>", "<asr_text>")
+            for t in (
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|endoftext|>",
+                "<|audio_start|>",
+                "<|audio_end|>",
+                "<|audio_pad|>",
+                "<asr_text>",
+            )
         },
         "versions": {
             "python": platform.python_version(),
@@ -375,6 +412,7 @@ def step_official(args) -> None:
         "clips": clips,
         "cases": cases,
         "batched": batched,
+        "parse_cases": parse_cases,
     }
     (FIXTURE / "expected.json").write_text(_dump(expected), encoding="utf-8")
     print(f"wrote {FIXTURE / 'expected.json'} and {SCRATCH / 'official.npz'}")
@@ -391,10 +429,15 @@ def _strip(ids: list[int], eos: list[int]) -> list[int]:
 def _dump(obj) -> str:
     """JSON with one case field per line and number lists on one line: small, diffable."""
     text = json.dumps(obj, indent=1, ensure_ascii=False)
-    import re
-
     # Collapse the number lists that indent=1 spreads one per line.
-    return re.sub(r"\[\s*([-0-9.eE,\s]+?)\s*\]", lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+    return (
+        re.sub(
+            r"\[\s*([-0-9.eE,\s]+?)\s*\]",
+            lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]",
+            text,
+        )
+        + "\n"
+    )
 
 
 # ---------------------------------------------------------------------------- step: check
@@ -402,6 +445,7 @@ def step_check(args) -> None:
     import torch
     from transformers import Qwen3ASRFeatureExtractor
 
+    from medasr.audio import load_audio
     from medasr.checkpoint import load
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -413,12 +457,16 @@ def step_check(args) -> None:
     fe = Qwen3ASRFeatureExtractor()
     print(f"format={loaded.format}  audio_token_id={model.config.audio_token_id}")
 
+    if scratch is None:
+        raise SystemExit(f"{SCRATCH / 'official.npz'} is missing: run --step official first")
     feats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     worst_feat = 0.0
     for name, info in expected["clips"].items():
-        if scratch is None:
-            raise SystemExit(f"{SCRATCH / 'official.npz'} is missing: run --step official first")
         wav = scratch[f"wav/{name}"]
+        # medasr's own loader against the official one (informative; medasr's tests own this).
+        mine = load_audio(str(FIXTURE / "audio" / name)).samples
+        d = float(np.abs(mine - wav).max()) if mine.shape == wav.shape else float("nan")
+        print(f"loader   {name:22s} samples medasr={mine.shape[0]} official={wav.shape[0]}  max|diff|={d:.3g}")
         out = fe(wav, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt")
         mask = out["attention_mask"]
         n = int(mask.sum())
@@ -431,6 +479,7 @@ def step_check(args) -> None:
 
     worst_logit = 0.0
     worst_logit_official_feats = 0.0
+    bad_gen = 0
     for case in expected["cases"]:
         ids = torch.tensor([case["prompt_ids"]])
         text_ids = tok(case["prompt"].replace("<|audio_pad|>", "<|audio_pad|>" * case["audio_tokens"]))["input_ids"]
@@ -438,29 +487,59 @@ def step_check(args) -> None:
         want = torch.tensor(case["prefill_logits"], dtype=torch.float64)
         with torch.no_grad():
             f, m = feats[case["clip"]]
-            got = model(input_ids=ids, attention_mask=torch.ones_like(ids), input_features=f, input_features_mask=m).logits[0, -1]
+            got = model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), input_features=f, input_features_mask=m
+            ).logits[0, -1]
             # The official features as well, to tell feature and model differences apart.
+            # transformers 5 wants the mel axis padded to a multiple of 100 frames (masked).
             of = torch.from_numpy(scratch[f"feat/{case['clip']}"])[None]
-            got_of = model(input_ids=ids, attention_mask=torch.ones_like(ids), input_features=of, input_features_mask=torch.ones(of.shape[0], of.shape[-1], dtype=torch.long)).logits[0, -1]
-        full = torch.from_numpy(scratch[f"logits/{case['clip']}|{'ctx' if case['context'] else 'noctx'}|{case['language'] or 'auto'}"]).double()
+            n = of.shape[-1]
+            om = torch.zeros(1, -(-n // 100) * 100, dtype=torch.long)
+            om[:, :n] = 1
+            of = torch.nn.functional.pad(of, (0, om.shape[-1] - n))
+            got_of = model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), input_features=of, input_features_mask=om
+            ).logits[0, -1]
+        full = torch.from_numpy(
+            scratch[f"logits/{case['clip']}|{'ctx' if case['context'] else 'noctx'}|{case['language'] or 'auto'}"]
+        ).double()
         d = float((got.double() - full).abs().max())
         d_of = float((got_of.double() - full).abs().max())
         d_json = float((got.double() - want).abs().max())
         worst_logit = max(worst_logit, d)
+        # Greedy decoding in transformers 5 from the same inputs, with the same eos ids.
+        with torch.no_grad():
+            seq = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                input_features=f,
+                input_features_mask=m,
+                max_new_tokens=expected["generation"]["max_new_tokens"],
+                eos_token_id=expected["generation"]["eos_token_ids"],
+                do_sample=False,
+            )
+        gen = seq[0, ids.shape[1] :].tolist()
+        gen_ok = gen == case["generated_ids"]
+        bad_gen += not gen_ok
         worst_logit_official_feats = max(worst_logit_official_feats, d_of)
         print(
             f"{case['clip']:22s} ctx={bool(case['context'])!s:5} lang={case['language']!s:8} ids_match={same_ids!s:5} "
-            f"argmax={int(got.argmax())}/{case['prefill_argmax']}  max|dlogit|={d:.3g} (official feats {d_of:.3g}, vs json {d_json:.3g})"
+            f"gen_match={gen_ok!s:5} argmax={int(got.argmax())}/{case['prefill_argmax']}  max|dlogit|={d:.3g} (official feats {d_of:.3g}, vs json {d_json:.3g})"
         )
-    print(f"\nworst feature diff {worst_feat:.3g}; worst logit diff {worst_logit:.3g} "
-          f"(with official features {worst_logit_official_feats:.3g}); logit scale {max(abs(x) for c in expected['cases'] for x in c['prefill_logits']):.3g}")
+    print(f"\ngenerated ids differing from the official ones: {bad_gen} of {len(expected['cases'])}")
+    print(
+        f"worst feature diff {worst_feat:.3g}; worst logit diff {worst_logit:.3g} "
+        f"(with official features {worst_logit_official_feats:.3g}); logit scale {max(abs(x) for c in expected['cases'] for x in c['prefill_logits']):.3g}"
+    )
 
 
 # ---------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--step", choices=["build", "official", "check", "all"], default="all")
-    parser.add_argument("--venv-python", default="/tmp/venv-qwenasr/bin/python", help="python of the qwen-asr venv (for --step all)")
+    parser.add_argument(
+        "--venv-python", default="/tmp/venv-qwenasr/bin/python", help="python of the qwen-asr venv (for --step all)"
+    )
     parser.add_argument("--jfk", default="/work/shared/audio/jfk.flac")
     parser.add_argument("--init-std", type=float, default=INIT_STD)
     args = parser.parse_args()

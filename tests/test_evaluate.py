@@ -17,8 +17,15 @@ import soundfile as sf
 
 from medasr import metrics
 from medasr.cli import main
-from medasr.evaluate import DatasetSpec, Shard, list_rows, open_for_append, parse_dataset_arg, prediction_parts
 from medasr.errors import UserError
+from medasr.evaluate import (
+    DatasetSpec,
+    Shard,
+    list_rows,
+    open_for_append,
+    parse_dataset_arg,
+    prediction_parts,
+)
 from medasr.report import bucket_of
 from medasr.synth import render
 
@@ -162,7 +169,7 @@ def test_killed_run_resumes_without_redoing_or_losing_rows(tiny_model, data, tmp
     out = tmp_path / "out"
     pred = out / "predictions" / "model__mm.jsonl"
     args = ["evaluate", "--model", tiny_model["original"], "--dataset", f"mm={data['mm']}", "--batch-size", "1",
-            "--max-new-tokens", "24", "--resamples", "50", "--output-dir", out]
+            "--max-new-tokens", "12", "--resamples", "50", "--output-dir", out]
     proc = _cli(*args)
     deadline = time.monotonic() + 120
     while not (pred.exists() and '"hypothesis": "' in pred.read_text(encoding="utf-8")):
@@ -191,7 +198,8 @@ def test_two_ranks_split_the_rows_and_rank0_reports(tiny_model, data, tmp_path):
     out = tmp_path / "out"
     args = ["evaluate", "--model", tiny_model["original"], "--dataset", f"mm={data['mm']}", "--batch-size", "2",
             "--max-new-tokens", "4", "--resamples", "50", "--output-dir", out]
-    procs = [_cli(*args, env={**os.environ, "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r)})
+    env = {**os.environ, "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}  # as torchrun sets it
+    procs = [_cli(*args, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
              for r in (0, 1)]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results[0][1] + results[1][1]

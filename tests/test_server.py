@@ -9,6 +9,7 @@ import contextlib
 import functools
 import http.server
 import io
+import itertools
 import json
 import threading
 
@@ -134,7 +135,7 @@ def test_long_audio_is_split_with_timestamps(client, shared_audio):
     segs = verbose.segments
     assert len(segs) >= 2
     assert all(0 <= s.start < s.end <= verbose.duration + 0.01 and s.end - s.start <= 30.0 for s in segs)
-    assert all(a.end <= b.start for a, b in zip(segs, segs[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(segs))
     assert verbose.text == " ".join(s.text for s in segs)
     srt = transcribe(client, shared_audio / "multilingual.mp3", response_format="srt")
     assert srt.count(" --> ") == len(segs)
@@ -194,7 +195,9 @@ def test_the_seed_request_unchanged(open_server, clip, direct):
 
 
 def test_loopback_urls_are_refused_unless_allowed(server, open_server, audio_host, clip, direct):
-    message = {"messages": [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"{audio_host}/{clip.name}"}}]}]}
+    message = {
+        "messages": [{"role": "user", "content": [{"type": "audio_url", "audio_url": {"url": f"{audio_host}/{clip.name}"}}]}]
+    }
     refused = httpx.post(server + "/v1/chat/completions", json=message, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "url_not_allowed"
@@ -221,7 +224,7 @@ def _error(excinfo) -> tuple[int, dict]:
     [
         ("empty.wav", b"", {}, 400, "file"),
         ("corrupt.wav", b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 40, {}, 400, "file"),
-        ("text.mp3", "this is not audio".encode(), {}, 400, "file"),
+        ("text.mp3", b"this is not audio", {}, 400, "file"),
         ("big.wav", b"\0" * (3 * 1024 * 1024), {}, 413, None),
         ("long.flac", None, {}, 413, "file"),
         ("ok.wav", None, {"response_format": "docx"}, 400, "response_format"),
@@ -243,6 +246,12 @@ def test_bad_uploads_get_openai_errors(client, clip, name, content, fields, stat
 def test_malformed_requests(server, clip):
     auth = {"Authorization": f"Bearer {KEY}"}
     url = server + "/v1/audio/transcriptions"
+
+    def chat(content=None, **kw):
+        if content is not None:
+            kw["json"] = {"messages": [{"role": "user", "content": content}]}
+        return httpx.post(server + "/v1/chat/completions", headers=auth, **kw)
+
     cases = [
         (httpx.post(url, json={"file": "x"}, headers=auth), 415),  # not multipart
         (httpx.post(url, content=clip.read_bytes(), headers={**auth, "Content-Type": "audio/wav"}), 415),
@@ -250,16 +259,14 @@ def test_malformed_requests(server, clip):
         (httpx.post(url, content=b"--x\r\nbroken", headers={**auth, "Content-Type": "multipart/form-data; boundary=x"}), 400),
         (httpx.post(url, files={"file": ("a.wav", clip.read_bytes())}), 401),  # no key
         (httpx.post(url, files={"file": ("a.wav", clip.read_bytes())}, headers={"Authorization": "Bearer wrong"}), 401),
-        (httpx.post(server + "/v1/chat/completions", content=b"{not json", headers=auth), 400),
-        (httpx.post(server + "/v1/chat/completions", json=[1, 2], headers=auth), 400),
-        (httpx.post(server + "/v1/chat/completions", json={"messages": []}, headers=auth), 400),
-        (httpx.post(server + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}, headers=auth), 400),
-        (httpx.post(server + "/v1/chat/completions", headers=auth, json={"messages": [{"role": "user", "content": [
-            {"type": "audio_url", "audio_url": {"url": "file:///etc/passwd"}}]}]}), 400),  # fmt: skip
-        (httpx.post(server + "/v1/chat/completions", headers=auth, json={"messages": [{"role": "user", "content": [
-            {"type": "audio_url", "audio_url": {"url": "/etc/passwd"}}]}]}), 400),  # fmt: skip
-        (httpx.post(server + "/v1/chat/completions", headers=auth, json={"messages": [{"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": "@@not base64@@"}}]}]}), 400),  # fmt: skip
+        (chat(content=b"{not json"), 400),
+        (chat(json=[1, 2]), 400),
+        (chat(json={"messages": []}), 400),
+        (chat("no audio here"), 400),
+        (chat([{"type": "audio_url", "audio_url": {"url": "file:///etc/passwd"}}]), 400),  # no server files
+        (chat([{"type": "audio_url", "audio_url": {"url": "/etc/passwd"}}]), 400),
+        (chat([{"type": "input_audio", "input_audio": {"data": "@@not base64@@"}}]), 400),
+        (chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), 400),
         (httpx.get(server + "/v1/nothing-here", headers=auth), 404),
     ]
     for response, status in cases:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import socket
 import threading
 import time
@@ -94,7 +95,7 @@ def in_background(fn, *args, **kwargs) -> tuple[threading.Thread, list]:
 
 def metric(base: str, name: str) -> float:
     for line in httpx.get(base + "/metrics").text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -173,7 +174,7 @@ def test_long_audio_is_split_into_pieces_that_batch_together():
         assert [len(b) for b in engine.batches] == [3]  # the pieces of one upload share a batch
         assert segs[0]["start"] == 0.0 and segs[-1]["end"] == pytest.approx(70.0, abs=0.01)
         assert all(s["end"] - s["start"] <= 30.0 for s in segs)
-        assert all(a["end"] == pytest.approx(b["start"], abs=0.01) for a, b in zip(segs, segs[1:]))
+        assert all(a["end"] == pytest.approx(b["start"], abs=0.01) for a, b in itertools.pairwise(segs))
         assert body["text"] == " ".join(s["text"] for s in segs)
         events = post(base, wav(16000 * 70), stream="true").text
         assert events.count("transcript.text.delta") == 3 and "transcript.text.done" in events
@@ -256,7 +257,9 @@ def test_public_addresses_are_allowed(address):
     assert urls.is_public(address)
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.wav", "/etc/passwd", "gopher://x", "http://user:pw@example.com/a"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/a.wav", "/etc/passwd", "gopher://x", "http://user:pw@example.com/a"]
+)
 def test_only_plain_http_urls(url):
     with pytest.raises(urls.UrlRefused):
         urls.fetch(url, 1000, 5)

@@ -68,12 +68,15 @@ def test_upload_a_file_and_read_the_transcript(page, speech_clips, server):
         timeout=60,
     ).text
     assert " --> " in shown and shown == expected
-    assert _transcribe(page, "json").strip() == httpx.post(
-        server + "/v1/audio/transcriptions",
-        headers={"Authorization": f"Bearer {KEY}"},
-        files={"file": (clip.name, clip.read_bytes())},
-        timeout=60,
-    ).json()["text"]
+    assert (
+        _transcribe(page, "json").strip()
+        == httpx.post(
+            server + "/v1/audio/transcriptions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            files={"file": (clip.name, clip.read_bytes())},
+            timeout=60,
+        ).json()["text"]
+    )
 
 
 def test_record_from_the_microphone(page):

@@ -3,6 +3,9 @@
 Sources: file paths (wav, flac, mp3, ogg/opus, m4a/aac, webm, ...), http(s) URLs, raw bytes,
 base64 strings and data URLs, and (array, sample_rate) pairs. Channels are mixed by their mean
 and the signal is resampled with soxr at the quality librosa uses, as the official package does.
+
+`load_audio` decodes a source whole; `stream_audio` decodes a file block by block (long
+recordings), and `probe_duration` reads a file's length from its header without decoding it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,7 @@ AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".
 MAX_URL_BYTES = 200 * 1024 * 1024
 URL_TIMEOUT_S = 30.0
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+DECODE_FRAMES = 1 << 16  # frames per read when streaming with libsndfile
 
 
 @dataclass
@@ -195,6 +201,159 @@ def _prepare(array: np.ndarray, rate: int, label: str, channels_last: bool | Non
     if peak > 1.0:
         array = array / peak
     return np.clip(array, -1.0, 1.0)
+
+
+def local_file(source) -> Path | None:
+    """The path when `source` names an existing local file (not a URL, data URL or base64), else None."""
+    if isinstance(source, Path):
+        path = source
+    elif isinstance(source, str) and not source.startswith(("http://", "https://", "data:")):
+        if len(source) > 256 and _BASE64.fullmatch(source) and not (len(source) < 1024 and Path(source).exists()):
+            return None  # bare base64, as `load_audio` reads it
+        path = Path(source)
+    else:
+        return None
+    try:
+        path = path.expanduser()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """A file's duration in seconds from its header (libsndfile, else FFmpeg), or None if unknown.
+
+    Cheap (nothing is decoded) but only as exact as the header: callers keep a margin.
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        if info.samplerate > 0 and info.frames > 0:
+            return info.frames / info.samplerate
+    except (RuntimeError, TypeError, ValueError, OSError):  # not a libsndfile format: ask FFmpeg
+        pass
+    import av
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            streams = container.streams.audio
+            if streams and streams[0].duration and streams[0].time_base:
+                return float(streams[0].duration * streams[0].time_base)
+            if container.duration:
+                return container.duration / 1_000_000  # av.time_base: microseconds
+    except (av.FFmpegError, OSError, ValueError, TypeError):
+        return None
+    return None
+
+
+def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[np.ndarray]:
+    """Decode a file block by block to mono float32 at 16 kHz (blocks of `block_s`, last shorter).
+
+    libsndfile reads wav/flac/ogg/mp3 in blocks; anything else goes through PyAV frame by frame.
+    Channels are mixed by their mean and soxr's streaming resampler keeps block joins seamless, as
+    `load_audio` does for whole files (except peak normalisation, which needs the
+    whole signal: samples are clipped to [-1, 1] instead).
+    """
+    path = Path(source).expanduser()
+    label = str(source)
+    if not path.is_file():
+        raise AudioError(label, "no such file" if not path.exists() else "is not a file")
+    if path.stat().st_size == 0:
+        raise AudioError(label, "file is empty (0 bytes)")
+    out = int(block_s * SAMPLE_RATE)
+    got = 0
+    for block in _rebuffer(_resampled(_decode_blocks(path, label)), out):
+        if not np.all(np.isfinite(block)):
+            raise AudioError(label, "contains NaN or infinite samples")
+        got += len(block)
+        yield np.clip(block, -1.0, 1.0)
+    if not got:
+        raise AudioError(label, "contains no audio samples")
+
+
+def _decode_blocks(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
+    """(mono float32 chunk, its sample rate) pairs straight from the decoder."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except RuntimeError:  # LibsndfileError
+        f = None  # not a libsndfile format: PyAV below
+    if f is not None:
+        with f:
+            rate = f.samplerate
+            # decode in small chunks (~1.5 s at 44.1 kHz) whatever block_s is: decoder and resampler
+            # buffers scale with the chunk, and the output is regrouped into blocks afterwards
+            chunks = f.blocks(blocksize=DECODE_FRAMES, dtype="float32", always_2d=True)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                except RuntimeError as err:  # a file that opens but breaks part-way
+                    raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
+                yield chunk.mean(axis=1), rate
+    yield from _stream_av(path, label)
+
+
+def _stream_av(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
+    import av
+
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError(label, "contains no audio stream")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.rate
+        # planar float keeps channels apart, so they can be mixed by their mean like load_audio
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name if stream.layout else None, rate=rate)
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
+            for out in resampler.resample(None):
+                yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
+
+
+def _resampled(chunks: Iterator[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
+    import soxr
+
+    stream = None
+    for chunk, rate in chunks:
+        if rate == SAMPLE_RATE:
+            yield chunk.astype(np.float32, copy=False)
+            continue
+        if stream is None:  # one stream for the whole file: its filter state spans chunk joins
+            stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        yield stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=False)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)  # flush the filter's delay
+
+
+def _rebuffer(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Regroup arbitrary chunks into blocks of exactly `size` samples (the last one shorter)."""
+    parts, have = [], 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        parts.append(chunk)
+        have += len(chunk)
+        if have >= size:
+            joined = np.concatenate(parts)
+            cut = len(joined) - len(joined) % size
+            for i in range(0, cut, size):
+                yield joined[i : i + size]
+            parts, have = ([joined[cut:]], len(joined) - cut) if cut < len(joined) else ([], 0)
+    if have:
+        yield np.concatenate(parts)
+
+
 
 
 def expand_inputs(paths: list[str]) -> list[str]:

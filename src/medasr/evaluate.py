@@ -23,7 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def parse_dataset_arg(text: str) -> DatasetSpec:
 
 @dataclass
 class Row:
-    index: int  # position in the dataset (after nothing is skipped)
+    index: int  # position in the dataset
     id: str
     reference: str  # written form: what is scored
     reference_raw: str
@@ -147,11 +147,12 @@ def prediction_parts(out_dir: Path, system: str, dataset: str) -> list[Path]:
 
 
 def _complete_lines(path: Path) -> Iterator[tuple[int, str]]:
-    # A line without its newline is being written (or was cut by a kill): not a record yet.
-    with path.open(encoding="utf-8") as fh:
+    # Bytes first: a line without its newline is being written (or was cut by a kill), and may
+    # end inside a UTF-8 character. It is not a record yet.
+    with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
-            if line.endswith("\n"):
-                yield number, line
+            if line.endswith(b"\n"):
+                yield number, line.decode("utf-8")
 
 
 def read_predictions(paths: Iterable[Path]) -> dict[str, dict]:
@@ -173,10 +174,11 @@ def open_for_append(path: Path):
     """Append to `path`, first cutting a trailing partial line left by a killed run (the
     complete lines before it stay byte for byte)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with path.open("r+b") as fh:
+    if path.exists() and path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                data = path.read_bytes()
                 fh.truncate(data.rfind(b"\n") + 1)
     return path.open("a", encoding="utf-8")
 
@@ -225,58 +227,52 @@ def transcribe_rows(asr, spec: DatasetSpec, split: str, limit: int | None, todo:
 
     wanted = {r.id: r for r in todo}
     chunk_size = max(4 * cfg.batch_size, 32)  # decoded clips held at once; sorted into batches
-    written = 0
     with open_for_append(path) as fh:
 
         def write(record: dict) -> None:
-            nonlocal written
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             fh.flush()  # a killed run loses at most the batch in flight
-            written += 1
             if bar is not None:
                 bar.update(1)
 
-        def flush_chunk(chunk: list) -> None:
-            if not chunk:
-                return
-
+        def flush(chunk: list) -> None:
             def done(i, t):
                 row, audio, label = chunk[i]
                 write(_record(row, label, hypothesis=t.text, duration=round(audio.duration, 3),
                               hit_token_cap=bool(t.hit_token_cap), error=t.error))
 
-            asr.transcribe([a for _, a, _ in chunk], language=cfg.language, context=cfg.context,
-                           batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                           errors="keep", on_result=done)
-            chunk.clear()
+            if chunk:
+                asr.transcribe([a for _, a, _ in chunk], language=cfg.language, context=cfg.context,
+                               batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                               errors="keep", on_result=done)
+                chunk.clear()
 
         chunk: list = []  # (row, decoded audio, audio label)
         for u in _read(spec, split, limit):
-            row = wanted.pop(u.id, None)
-            if row is None:
+            if not wanted:  # the rest of the dataset is someone else's or done
+                break
+            if (row := wanted.pop(u.id, None)) is None:
                 continue
             label = u.audio if isinstance(u.audio, str) else describe(u.audio)
             if row.dropped:
                 write(_record(row, label, dropped=row.dropped))
-            else:
-                try:
-                    audio = load_audio(u.audio, name=u.id)
-                except AudioError as err:
-                    write(_record(row, label, error=str(err)))
-                else:
-                    if audio.duration > MAX_DURATION_S:
-                        write(_record(row, label, duration=round(audio.duration, 3),
-                                      dropped=f"longer than {MAX_DURATION_S:g} s"))
-                    else:
-                        chunk.append((row, audio, label))
+                continue
+            try:
+                audio = load_audio(u.audio, name=u.id)
+            except AudioError as err:
+                write(_record(row, label, error=str(err)))
+                continue
+            if audio.duration > MAX_DURATION_S:  # datasets without durations: known only now
+                write(_record(row, label, duration=round(audio.duration, 3),
+                              dropped=f"longer than {MAX_DURATION_S:g} s"))
+                continue
+            chunk.append((row, audio, label))
             if len(chunk) >= chunk_size:
-                flush_chunk(chunk)
-            if not wanted:
-                break
-        flush_chunk(chunk)
-    if wanted:  # the dataset changed under us between listing and reading
+                flush(chunk)
+        flush(chunk)
+    if wanted:  # the dataset changed between listing and reading
         raise DataError(f"dataset {spec.name}: {len(wanted)} rows listed earlier were not found on a second read")
-    return written
+    return len(todo)
 
 
 def pending(out_dir: Path, system: str, spec: DatasetSpec, rows: list[Row], shard: Shard) -> list[Row]:
@@ -404,8 +400,7 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None) -> dict | None:
         spec.name: {s: read_predictions(prediction_parts(out_dir, s, spec.name)) for s in cfg.systems()}
         for spec, _ in datasets
     }
-    run = {"device": device, "dtype": dtype, "world_size": shard.world_size,
-           "transcribed_now": transcribed, "config": {k: v for k, v in asdict(cfg).items() if k != "datasets"}}
+    run = {"device": device, "dtype": dtype, "world_size": shard.world_size, "transcribed_now": transcribed}
     result = report.build(cfg, datasets, predictions, norm, terms, run)
     report.write(result, out_dir)
     return result

@@ -1,4 +1,8 @@
-"""Transcript writers: txt, json, jsonl, srt, vtt and OpenAI's verbose_json."""
+"""Transcript writers: txt, json, jsonl, srt, vtt and OpenAI's verbose_json.
+
+Subtitles have one cue per segment (a piece of speech of at most 30 s; a short clip is one
+segment), numbered from 1, times on the recording's timeline with millisecond precision.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from medasr.records import Segment, Transcript
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "verbose_json")
 EXTENSIONS = {"txt": "txt", "json": "json", "jsonl": "jsonl", "srt": "srt", "vtt": "vtt", "verbose_json": "json"}
+FRAMES_PER_SECOND = 100  # whisper's `seek` unit: mel frames (10 ms)
 
 
 def to_record(t: Transcript) -> dict:
@@ -16,14 +21,27 @@ def to_record(t: Transcript) -> dict:
 
 
 def verbose_json(t: Transcript) -> dict:
-    """OpenAI's verbose_json transcription shape."""
+    """OpenAI's verbose_json transcription shape.
+
+    `seek` is where the segment's window starts, in 10 ms frames (as whisper reports it); token
+    ids, log-probabilities and no-speech scores are not computed, so they are left out (the
+    server adds the fields OpenAI's client types require).
+    """
     return {
         "task": "transcribe",
         "language": (t.language or "").lower() or None,
         "duration": t.duration,
         "text": t.text,
         "segments": [
-            {"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [], "temperature": 0.0}
+            {
+                "id": i,
+                "seek": round(s.start * FRAMES_PER_SECOND),
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+            }
             for i, s in enumerate(t.segments)
         ],
     }
@@ -37,16 +55,33 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def _cue_text(text: str) -> str:
+    # one line: a blank line would end the cue, and "-->" would read as a timing line
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def _cues(segments: list[Segment]) -> list[tuple[str, str, str]]:
+    """(start, end, text) for the segments with text; an end never precedes its start."""
+    out = []
+    for s in segments:
+        text = _cue_text(s.text)
+        if text:
+            out.append((s.start, max(s.end, s.start), text))
+    return out
+
+
 def srt(segments: list[Segment]) -> str:
     blocks = [
-        f"{i}\n{_stamp(s.start, ',')} --> {_stamp(s.end, ',')}\n{s.text.strip()}\n"
-        for i, s in enumerate((s for s in segments if s.text.strip()), start=1)
+        f"{i}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n"
+        for i, (a, b, text) in enumerate(_cues(segments), start=1)
     ]
     return "\n".join(blocks)
 
 
 def vtt(segments: list[Segment]) -> str:
-    cues = [f"{_stamp(s.start, '.')} --> {_stamp(s.end, '.')}\n{s.text.strip()}\n" for s in segments if s.text.strip()]
+    # WebVTT cue text is HTML-like: & and < must be escaped (> too, for symmetry)
+    escape = lambda x: x.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    cues = [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{escape(text)}\n" for a, b, text in _cues(segments)]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 

@@ -95,7 +95,7 @@ def build(cfg, datasets, predictions, norm, terms, run: dict) -> dict:
     systems = cfg.systems()
     out = {
         "title": "medasr evaluation",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "normalizer": {"name": norm.name, "description": norm.description},
         "references": "written form (the seed's score_written_form) of the dataset text; raw text kept in the predictions",
         "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "level": 0.95},
@@ -221,7 +221,9 @@ def results_table(r: dict) -> str:
     for name, d in r["datasets"].items():
         s = d["systems"]
         cells = [f"{name} ({d['split']})", f"{d['samples']:,}"]
-        if pair:
+        if not d["samples"]:  # nothing scored: a 0.00 would read as a perfect result
+            cells += ["n/a"] * (len(head) - 2)
+        elif pair:
             c = d["comparison"]
             lo, hi = c["delta_wer_ci95"]
             delta = f"{100 * c['delta_wer']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}], p = {c['p_value']:.3f}"
@@ -296,8 +298,8 @@ def _reproducibility_md(p: dict) -> list[str]:
            "- versions: " + ", ".join(f"{k} {v}" for k, v in p["versions"].items() if v),
            f"- python {p['python']} on {p['platform']}" + (f", GPU {p['gpu']} (CUDA {p['cuda']})" if p.get("gpu") else ""),
            f"- device {p['device']}, dtype {p['dtype']}, batch size {p['batch_size']}, processes {p['world_size']}",
-           f"- decoding: greedy, language {dec['language']}, context {dec['context']!r}, max_new_tokens "
-           f"{dec['max_new_tokens']}, clips over {dec['max_duration_s']:g} s dropped",
+           (f"- decoding: greedy, language {dec['language']}, context {dec['context']!r}, max_new_tokens "
+            f"{dec['max_new_tokens']}, clips over {dec['max_duration_s']:g} s dropped"),
            f"- rows transcribed by this invocation: {json.dumps(p['transcribed_now']) if p['transcribed_now'] else 'none (all resumed)'}",
            "", f"Dataset files ({p['hash_note']})", ""]
     for name, d in p["datasets"].items():

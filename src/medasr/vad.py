@@ -6,8 +6,8 @@ Three methods share one path (frame scores -> hysteresis regions -> greedy packi
 - "energy": frame loudness against an adaptive noise floor, no model;
 - "none": the whole signal is one region, cut at the quietest point before each limit.
 
-Everything streams: audio arrives in blocks (`stream_audio` decodes files in ~1.5 s chunks and
-regroups them into `block_s` blocks). Memory bound: per file, 4 bytes per 32 ms window (speech
+Everything streams: audio arrives in blocks (`medasr.audio.stream_audio` decodes files in ~1.5 s
+chunks and regroups them into `block_s` blocks). Memory bound: per file, 4 bytes per 32 ms window (speech
 score) and 4 bytes per 8 ms hop (power, to find quiet cut points) = 0.6 kB per second of audio,
 4.5 MB for two hours; plus, whatever the length, two or three 16 kHz blocks (64 kB per second of
 `block_s`: ~6 MB at 30 s) and the model's activations for `batch_windows` windows (~10 MB at 512).
@@ -28,16 +28,19 @@ from typing import Literal
 
 import numpy as np
 
-from medasr.audio import SAMPLE_RATE, Audio
-from medasr.errors import AudioError, ModelLoadError
+from medasr.audio import SAMPLE_RATE, Audio, stream_audio
+from medasr.errors import ModelLoadError
 
 WINDOW = 512  # silero's window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window silero sees in front of each window
 HOP = 128  # power hop (8 ms): 4 per window, so both grids line up on sample 0
 QUIET_HOPS = 12  # the "quietest ~100 ms" window for cuts (96 ms)
-DECODE_FRAMES = 1 << 16  # frames per read from libsndfile
 
 AudioInput = np.ndarray | Audio | str | os.PathLike | Iterable[np.ndarray]
+
+__all__ = [  # stream_audio lives in medasr.audio now; re-exported for existing callers
+    "Piece", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration", "speech_regions", "stream_audio",
+]
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,14 @@ def pieces(audio: AudioInput, options: VadOptions | None = None) -> list[Piece]:
     `audio` may be a 16 kHz array, an `Audio`, a file path (streamed) or an iterable of 16 kHz
     blocks; memory stays bounded as described in the module docstring.
     """
+    return pieces_and_duration(audio, options)[0]
+
+
+def pieces_and_duration(audio: AudioInput, options: VadOptions | None = None) -> tuple[list[Piece], float]:
+    """`pieces`, and the recording's duration in seconds (known only once a stream is read)."""
     options = options or VadOptions()
     scan = _scan(audio, options)
-    return _pack(_regions(scan, options), scan.power, scan.n_samples, options)
+    return _pack(_regions(scan, options), scan.power, scan.n_samples, options), scan.n_samples / SAMPLE_RATE
 
 
 def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) -> Iterator[tuple[Piece, np.ndarray]]:
@@ -129,116 +137,6 @@ def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) ->
     for piece in ordered[k:]:  # pieces at the very end (rounding): give what was read
         yield piece, (np.concatenate(parts) if parts else np.zeros(0, np.float32))
         parts = []
-
-
-# ---------------------------------------------------------------- streaming decode
-
-
-def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[np.ndarray]:
-    """Decode a file block by block to mono float32 at 16 kHz (blocks of `block_s`, last shorter).
-
-    libsndfile reads wav/flac/ogg/mp3 in blocks; anything else goes through PyAV frame by frame.
-    Channels are mixed by their mean and soxr's streaming resampler keeps block joins seamless, as
-    `medasr.audio.load_audio` does for whole files (except peak normalisation, which needs the
-    whole signal: samples are clipped to [-1, 1] instead).
-    """
-    path = Path(source).expanduser()
-    label = str(source)
-    if not path.is_file():
-        raise AudioError(label, "no such file" if not path.exists() else "is not a file")
-    if path.stat().st_size == 0:
-        raise AudioError(label, "file is empty (0 bytes)")
-    out = int(block_s * SAMPLE_RATE)
-    got = 0
-    for block in _rebuffer(_resampled(_decode_blocks(path, label)), out):
-        if not np.all(np.isfinite(block)):
-            raise AudioError(label, "contains NaN or infinite samples")
-        got += len(block)
-        yield np.clip(block, -1.0, 1.0)
-    if not got:
-        raise AudioError(label, "contains no audio samples")
-
-
-def _decode_blocks(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
-    """(mono float32 chunk, its sample rate) pairs straight from the decoder."""
-    import soundfile as sf
-
-    try:
-        f = sf.SoundFile(str(path))
-    except RuntimeError:  # LibsndfileError
-        f = None  # not a libsndfile format: PyAV below
-    if f is not None:
-        with f:
-            rate = f.samplerate
-            # decode in small chunks (~1.5 s at 44.1 kHz) whatever block_s is: decoder and resampler
-            # buffers scale with the chunk, and the output is regrouped into blocks afterwards
-            chunks = f.blocks(blocksize=DECODE_FRAMES, dtype="float32", always_2d=True)
-            while True:
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    return
-                except RuntimeError as err:  # a file that opens but breaks part-way
-                    raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-                yield chunk.mean(axis=1), rate
-    yield from _decode_av(path, label)
-
-
-def _decode_av(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
-    import av
-
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-    with container:
-        if not container.streams.audio:
-            raise AudioError(label, "contains no audio stream")
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
-        # planar float keeps channels apart, so they can be mixed by their mean like load_audio
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name if stream.layout else None, rate=rate)
-        try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
-            for out in resampler.resample(None):
-                yield out.to_ndarray().mean(axis=0, dtype=np.float32), rate
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-
-
-def _resampled(chunks: Iterator[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
-    import soxr
-
-    stream = None
-    for chunk, rate in chunks:
-        if rate == SAMPLE_RATE:
-            yield chunk.astype(np.float32, copy=False)
-            continue
-        if stream is None:  # one stream for the whole file: its filter state spans chunk joins
-            stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        yield stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=False)
-    if stream is not None:
-        yield stream.resample_chunk(np.zeros(0, np.float32), last=True)  # flush the filter's delay
-
-
-def _rebuffer(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Regroup arbitrary chunks into blocks of exactly `size` samples (the last one shorter)."""
-    parts, have = [], 0
-    for chunk in chunks:
-        if not len(chunk):
-            continue
-        parts.append(chunk)
-        have += len(chunk)
-        if have >= size:
-            joined = np.concatenate(parts)
-            cut = len(joined) - len(joined) % size
-            for i in range(0, cut, size):
-                yield joined[i : i + size]
-            parts, have = ([joined[cut:]], len(joined) - cut) if cut < len(joined) else ([], 0)
-    if have:
-        yield np.concatenate(parts)
 
 
 def _blocks(audio: AudioInput, block_s: float) -> Iterator[np.ndarray]:

@@ -72,6 +72,15 @@ def _command() -> str:
     return shlex.join(argv)
 
 
+def _model_id(model: str) -> str:
+    """Local directories as absolute paths: the report names them, and a resumed run launched from
+    another folder must still match the predictions it continues."""
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
+
+
 def run(args: argparse.Namespace) -> int:
     from medasr.errors import UserError
     from medasr.evaluate import EvalConfig, evaluate, parse_dataset_arg
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--dataset names must differ: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     options = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
     cfg = EvalConfig(
-        model=args.model, baseline=args.baseline, datasets=specs, output_dir=args.output_dir,
+        model=_model_id(args.model), baseline=args.baseline and _model_id(args.baseline), datasets=specs, output_dir=args.output_dir,
         split=args.split, limit=args.limit, normalizer=args.normalizer, terms=args.terms,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, language=language,
         context=args.context, device=args.device, dtype=args.dtype, resamples=args.resamples,

@@ -58,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         from medasr.errors import UserError
 
-        raise UserError(f"the server needs extra packages ({err.name}): pip install fastapi uvicorn python-multipart prometheus_client") from None
+        raise UserError(
+            f"the server needs extra packages ({err.name}): pip install fastapi uvicorn python-multipart prometheus_client"
+        ) from None
     from medasr.errors import UserError
-    from medasr.prompt import normalize_language
 
     config = ServerConfig(
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
@@ -72,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     try:
         config.check()
-        normalize_language(config.language)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if not args.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"medasr serve: warning: listening on {args.host} without --api-key: anyone who can reach it can use it",
+            file=sys.stderr,
+        )
 
     failed: list[str] = []
     server: uvicorn.Server | None = None

@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads that wait
+    # for a busy core made steps ~10x slower. Must be set before torch starts its thread pool.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from medasr.train.recipe import load_recipe, write_recipe
 
     overrides = list(args.overrides)

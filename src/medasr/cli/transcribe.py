@@ -17,11 +17,24 @@ audio files inside) or http(s) URLs. Text goes to stdout, one line per input in 
 unless --output-dir is given. A bad input is reported on stderr; the others are still
 transcribed and the command exits with status 1 at the end.
 
+Long recordings: an input longer than --max-piece-s (30 s) is cut into pieces of speech by
+--vad (silero: speech detection; energy: loudness, no model; none: keep everything, cut at
+quiet points). The pieces are transcribed in batches and merged into one transcript with
+timestamped segments; silence gives no text. Local files are streamed, so hours of audio
+need little memory. Shorter inputs are transcribed whole, as one segment.
+
+Output to stdout: txt is one line per input; json one list; jsonl and verbose_json one JSON
+object per line per input; srt and vtt take one input (with several, pass --output-dir to
+write one subtitle file per input).
+
 examples:
   medasr transcribe --model demo consult.wav
+  medasr transcribe --model demo --format srt ward-round.mp3 > ward-round.srt
+  medasr transcribe --model demo --format vtt --output-dir subs/ recordings/
   medasr transcribe --model ./my-finetune --format jsonl recordings/ > out.jsonl
   medasr transcribe --context "metoprolol, atorvastatin" --format json a.wav b.mp3
 """
+STDOUT_SINGLE = ("srt", "vtt")  # documents that cannot be concatenated
 CHUNK = 256  # inputs decoded at a time, to bound memory on large directories
 
 
@@ -35,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="txt",
         choices=["txt", "json", "jsonl", "srt", "vtt", "verbose_json"],
         help="txt: text per line; json: one list of objects; jsonl: one object per line, "
-        "written as produced; srt/vtt/verbose_json: subtitles and OpenAI's shape (default: txt)",
+        "written as produced; srt/vtt: subtitles, one cue per segment (one input on stdout); "
+        "verbose_json: OpenAI's shape with segments, one object per line (default: txt)",
     )
     g.add_argument(
         "--output-dir",
@@ -44,6 +58,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "output already exists are skipped, so an interrupted run resumes",
     )
     g.add_argument("--overwrite", action="store_true", help="with --output-dir, redo inputs already written")
+    g = p.add_argument_group("long recordings")
+    g.add_argument(
+        "--vad",
+        default="silero",
+        choices=["silero", "energy", "none"],
+        help="how inputs longer than --max-piece-s are cut: silero speech detection, energy "
+        "(loudness, no model), or none (everything transcribed, cut at quiet points) (default: silero)",
+    )
+    g.add_argument(
+        "--max-piece-s",
+        type=float,
+        default=30.0,
+        help="longest piece sent to the model, in seconds; longer inputs are cut (default: 30, "
+        "what Qwen3-ASR is trained on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +92,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if not args.max_piece_s >= 1.0:
+        raise UserError("--max-piece-s must be at least 1 second")
     inputs = expand_inputs(args.audio)
     if not inputs:
         raise UserError("no audio files found in the given inputs")
+    if args.format in STDOUT_SINGLE and not args.output_dir and len(inputs) > 1:
+        raise UserError(
+            f"--format {args.format} writes one subtitle document per input: with {len(inputs)} inputs, "
+            "pass --output-dir DIR (one file per input)"
+        )
 
     out_dir = Path(args.output_dir) if args.output_dir else None
     jsonl_file = None
@@ -116,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
                 max_new_tokens=args.max_new_tokens,
                 errors="keep",
                 on_result=lambda i, t, chunk=chunk: emit(i, t, chunk),
+                vad=args.vad,
+                max_piece_s=args.max_piece_s,
             )
     finally:
         bar.close()

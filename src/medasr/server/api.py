@@ -10,7 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.concurrency import run_in_threadpool
 
 from medasr.engine import Request as EngineRequest
@@ -109,6 +114,8 @@ def _sse(obj: dict) -> bytes:
 
 @router.post("/audio/transcriptions")
 async def transcriptions(request: Request) -> Response:
+    """OpenAI's transcription endpoint. With stream=true the answer is OpenAI's transcript
+    events whatever the response_format (as OpenAI does); otherwise the format's document."""
     config, batcher = _state(request)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "send a multipart/form-data body with the audio in a `file` field", code="unsupported_media_type")
@@ -121,7 +128,9 @@ async def transcriptions(request: Request) -> Response:
             raise ApiError(400, "the form has no `file` upload", param="file", code="missing_file")
         fmt = str(form.get("response_format") or "json")
         if fmt not in RESPONSE_FORMATS:
-            raise ApiError(400, f"unknown response_format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}", param="response_format")
+            raise ApiError(
+                400, f"unknown response_format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}", param="response_format"
+            )
         if "word" in form.getlist("timestamp_granularities[]"):
             raise ApiError(400, "word timestamps are not supported; use segment", param="timestamp_granularities")
         try:
@@ -134,7 +143,11 @@ async def transcriptions(request: Request) -> Response:
         context = str(form.get("prompt") or "").strip() or None
         stream = inputs.flag(form.get("stream"), "stream")
 
-        samples = await inputs.decode(await upload.read(), upload.filename or "upload", config)
+        try:
+            data = await upload.read()
+        finally:
+            await form.close()  # uploads over 1 MB are spooled to a temporary file
+        samples = await inputs.decode(data, upload.filename or "upload", config)
         spans, job = await _start(request, samples, context, language)
     duration = len(samples) / 16000
     if stream:
@@ -187,7 +200,7 @@ async def chat_completions(request: Request) -> Response:
         audio, context = inputs.parse_messages(payload.get("messages"))
         language = inputs.language_param(payload.get("language"), config.language)
         stream = inputs.flag(payload.get("stream"), "stream")
-        samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config)
+        samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config, "messages")
         spans, job = await _start(request, samples, context, language)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_id}
     if stream:
@@ -213,7 +226,9 @@ def _chat_usage(job: Job, results: list[Result]) -> dict:
 
 async def _chat_chunks(request: Request, job: Job, language: str | None, meta: dict) -> AsyncIterator[bytes]:
     def chunk(delta: dict, finish: str | None = None) -> bytes:
-        return _sse({**meta, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        return _sse(
+            {**meta, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        )
 
     yield chunk({"role": "assistant", "content": ""})
     wrote_prefix, capped = False, False

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 # OpenAI's error types by status; clients switch on the status, people read the type.
 _TYPES = {
@@ -65,7 +66,7 @@ async def drain(request: Request) -> None:
             size += len(chunk)
             if size > limit:
                 break
-    except Exception:  # the client left, or the stream was already consumed
+    except (ClientDisconnect, RuntimeError):  # the client left, or the stream was already consumed
         pass
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -65,21 +66,55 @@ def flag(value: object, param: str) -> bool:
     raise ApiError(400, f"{param} must be true or false", param=param)
 
 
-async def decode(data: bytes, label: str, config: ServerConfig):
+async def decode(data: bytes, label: str, config: ServerConfig, param: str = "file"):
     """Bytes -> 16 kHz samples off the event loop; 400 for bad audio, 413 past the duration cap."""
     if len(data) > config.max_upload_bytes:
-        raise ApiError(413, f"audio larger than {config.max_upload_mb:g} MB", param="file", code="file_too_large")
+        raise ApiError(413, f"audio larger than {config.max_upload_mb:g} MB", param=param, code="file_too_large")
     try:
-        samples = await run_in_threadpool(decode_bytes, data, label)
+        samples = await run_in_threadpool(_decode_capped, data, label, config.max_audio_s)
     except AudioError as err:
-        raise ApiError(400, str(err), param="file", code="invalid_audio") from None
-    duration = len(samples) / SAMPLE_RATE
-    if duration > config.max_audio_s:
+        raise ApiError(400, str(err), param=param, code="invalid_audio") from None
+    except _TooLong as err:
         raise ApiError(
-            413, f"audio is {duration:.0f} s long; this server accepts at most {config.max_audio_s:g} s",
-            param="file", code="audio_too_long",
-        )  # fmt: skip
+            413, f"audio is {err.seconds:.0f} s long; this server accepts at most {config.max_audio_s:g} s",
+            param=param, code="audio_too_long",
+        ) from None  # fmt: skip
     return samples
+
+
+class _TooLong(Exception):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+
+def _decode_capped(data: bytes, label: str, max_s: float):
+    # A few MB of compressed silence can decode to hours of samples: ask the container first.
+    declared = _declared_seconds(data)
+    if declared is not None and declared > max_s + 1.0:
+        raise _TooLong(declared)
+    samples = decode_bytes(data, label)
+    if len(samples) / SAMPLE_RATE > max_s:
+        raise _TooLong(len(samples) / SAMPLE_RATE)
+    return samples
+
+
+def _declared_seconds(data: bytes) -> float | None:
+    """The duration the container's header states, or None (then decoding decides)."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(io.BytesIO(data)).duration)
+    except Exception:
+        pass
+    try:
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if container.duration:
+                return container.duration / av.time_base
+    except Exception:
+        pass
+    return None
 
 
 # ---------------------------------------------------------------- chat messages
@@ -159,9 +194,7 @@ async def chat_audio_bytes(audio: ChatAudio, config: ServerConfig) -> bytes:
             raise ApiError(400, "a data URL must read data:audio/...;base64,<data>", param="audio_url", code="invalid_url")
         return _b64(payload, "audio_url")
     try:
-        return await run_in_threadpool(
-            urls.fetch, url, config.max_upload_bytes, config.url_timeout_s, config.allow_private_urls
-        )
+        return await run_in_threadpool(urls.fetch, url, config.max_upload_bytes, config.url_timeout_s, config.allow_private_urls)
     except urls.UrlTooLarge as err:
         raise ApiError(413, str(err), param="audio_url", code=err.code) from None
     except urls.UrlError as err:
