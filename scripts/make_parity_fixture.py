@@ -117,7 +117,7 @@ def sha256(path: Path) -> str:
 
 
 def sig(x: float, digits: int = 6) -> float:
-    """Round to `digits` significant digits: small JSON, still far below fp32 agreement."""
+    """Round to `digits` significant digits (fp32 has ~7): a small JSON; compare with ~1e-4 tolerance."""
     return float(f"{float(x):.{digits}g}")
 
 

@@ -247,9 +247,9 @@ def test_malformed_requests(server, clip):
     auth = {"Authorization": f"Bearer {KEY}"}
     url = server + "/v1/audio/transcriptions"
 
-    def chat(content=None, **kw):
-        if content is not None:
-            kw["json"] = {"messages": [{"role": "user", "content": content}]}
+    def chat(parts=None, **kw):
+        if parts is not None:
+            kw["json"] = {"messages": [{"role": "user", "content": parts}]}
         return httpx.post(server + "/v1/chat/completions", headers=auth, **kw)
 
     cases = [

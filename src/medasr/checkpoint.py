@@ -392,7 +392,13 @@ def save_original(model, processor, dst: Path) -> None:
     save_file(state, str(dst / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(str(dst))
     tok_cfg = _read_json(dst / "tokenizer_config.json")
-    tok_cfg.update({"tokenizer_class": "Qwen2Tokenizer", "audio_token": AUDIO_PAD, "audio_bos_token": AUDIO_START, "audio_eos_token": AUDIO_END})
+    # transformers 4.57 (qwen-asr's pin) reads the audio token attributes only from an
+    # `extra_special_tokens` dict, and fails on the list that transformers 5 writes there.
+    extra = tok_cfg.pop("extra_special_tokens", None)
+    if isinstance(extra, list):
+        tok_cfg["additional_special_tokens"] = extra
+    tok_cfg["extra_special_tokens"] = {"audio_token": AUDIO_PAD, "audio_bos_token": AUDIO_START, "audio_eos_token": AUDIO_END}
+    tok_cfg["tokenizer_class"] = "Qwen2Tokenizer"
     (dst / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2), encoding="utf-8")
     fe = processor.feature_extractor
     preprocessor = {

@@ -26,7 +26,7 @@ from medasr.server import inputs
 from medasr.server.batcher import Batcher, Job, NotReady, QueueFull
 from medasr.server.config import ServerConfig
 from medasr.server.errors import ApiError
-from medasr.server.longform import Span, merge, split, verbose
+from medasr.server.longform import Split, merge, piece_text, split, verbose
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
@@ -59,17 +59,17 @@ def _admit(batcher: Batcher) -> None:
         raise ApiError(429, str(err), code="queue_full", headers={"Retry-After": str(err.retry_after_s)}) from None
 
 
-async def _start(request: Request, samples, context: str | None, language: str | None) -> tuple[list[Span], Job]:
+async def _start(request: Request, samples, context: str | None, language: str | None) -> tuple[Split, Job]:
     config, batcher = _state(request)
-    spans = await run_in_threadpool(split, samples, config.max_piece_s, config.vad)
-    pieces = [EngineRequest(s.samples, context, language) for s in spans]
+    parts = await run_in_threadpool(split, samples, config.max_piece_s, config.vad)
+    pieces = [EngineRequest(x, context, language) for x in parts.samples]
     try:
         job = batcher.submit(pieces, config.request_timeout_s)
     except NotReady as err:
         raise ApiError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"}) from None
     except QueueFull as err:
         raise ApiError(429, str(err), code="queue_full", headers={"Retry-After": str(err.retry_after_s)}) from None
-    return spans, job
+    return parts, job
 
 
 async def _results(request: Request, job: Job) -> AsyncIterator[tuple[int, Result]]:
@@ -148,11 +148,10 @@ async def transcriptions(request: Request) -> Response:
         finally:
             await form.close()  # uploads over 1 MB are spooled to a temporary file
         samples = await inputs.decode(data, upload.filename or "upload", config)
-        spans, job = await _start(request, samples, context, language)
-    duration = len(samples) / 16000
+        parts, job = await _start(request, samples, context, language)
     if stream:
-        return StreamingResponse(_transcript_events(request, job, duration), media_type="text/event-stream")
-    t = merge(spans, await _all_results(request, job), duration, language)
+        return StreamingResponse(_transcript_events(request, parts, job, language), media_type="text/event-stream")
+    t = merge(parts, await _all_results(request, job), language)
     if fmt == "json":
         return JSONResponse({"text": t.text, "usage": {"type": "duration", "seconds": t.duration}})
     if fmt == "verbose_json":
@@ -161,25 +160,28 @@ async def transcriptions(request: Request) -> Response:
     return PlainTextResponse(body)
 
 
-async def _transcript_events(request: Request, job: Job, duration: float) -> AsyncIterator[bytes]:
+async def _transcript_events(request: Request, parts: Split, job: Job, language: str | None) -> AsyncIterator[bytes]:
     """OpenAI's transcription stream: a delta per finished piece, in order, then done."""
-    texts: list[str] = []
-    out_tokens = 0
+    results: list[Result] = []
+    said = False
     try:
         async for _, r in _results(request, job):
-            text = r.text.strip()
-            out_tokens += r.n_tokens
+            results.append(r)
+            text = piece_text(parts, r)
             if text:
-                yield _sse({"type": "transcript.text.delta", "delta": (" " if texts else "") + text})
-                texts.append(text)
+                yield _sse({"type": "transcript.text.delta", "delta": (" " if said else "") + text})
+                said = True
     except ApiError as err:  # headers are sent: the error goes in the stream, as OpenAI does
         yield _sse(err.body())
         return
     finally:  # also when the client leaves mid-stream and this generator is closed
         request.app.state.batcher.finish(job)
-    in_tokens = sum(audio_token_count(len(p.samples) // 160) for p in job.pieces)
-    usage = {"type": "tokens", "input_tokens": in_tokens, "output_tokens": out_tokens, "total_tokens": in_tokens + out_tokens}
-    yield _sse({"type": "transcript.text.done", "text": " ".join(texts), "usage": usage})
+    if len(results) < len(job.pieces):
+        return  # the client left
+    usage = _usage(job, results)
+    usage = {"type": "tokens", "input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
+             "total_tokens": usage["total_tokens"]}  # fmt: skip
+    yield _sse({"type": "transcript.text.done", "text": merge(parts, results, language).text, "usage": usage})
 
 
 # ---------------------------------------------------------------- chat completions
@@ -201,13 +203,13 @@ async def chat_completions(request: Request) -> Response:
         language = inputs.language_param(payload.get("language"), config.language)
         stream = inputs.flag(payload.get("stream"), "stream")
         samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config, "messages")
-        spans, job = await _start(request, samples, context, language)
+        parts, job = await _start(request, samples, context, language)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_id}
     if stream:
-        return StreamingResponse(_chat_chunks(request, job, language, meta), media_type="text/event-stream")
+        return StreamingResponse(_chat_chunks(request, parts, job, language, meta), media_type="text/event-stream")
     results = await _all_results(request, job)
-    t = merge(spans, results, len(samples) / 16000, language)
-    usage = _chat_usage(job, results)
+    t = merge(parts, results, language)
+    usage = _usage(job, results)
     # vLLM answers with the model's raw form: `language X<asr_text>TEXT`
     content = answer_prefix(t.language or "None") + t.text
     message = {"role": "assistant", "content": content}
@@ -218,30 +220,28 @@ async def chat_completions(request: Request) -> Response:
     })  # fmt: skip
 
 
-def _chat_usage(job: Job, results: list[Result]) -> dict:
+def _usage(job: Job, results: list[Result]) -> dict:
     prompt = sum(audio_token_count(len(p.samples) // 160) for p in job.pieces)  # audio tokens only
     completion = sum(r.n_tokens for r in results)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _chat_chunks(request: Request, job: Job, language: str | None, meta: dict) -> AsyncIterator[bytes]:
+async def _chat_chunks(request: Request, parts: Split, job: Job, language: str | None, meta: dict) -> AsyncIterator[bytes]:
     def chunk(delta: dict, finish: str | None = None) -> bytes:
-        return _sse(
-            {**meta, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        )
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return _sse({**meta, "object": "chat.completion.chunk", "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""})
-    wrote_prefix, capped = False, False
+    said, capped = False, False
     try:
         async for i, r in _results(request, job):
-            text = r.text.strip()
             capped = capped or r.hit_token_cap
-            piece = (" " if wrote_prefix and text else "") + text
-            if not wrote_prefix:
-                piece = answer_prefix(language or r.language or "None") + piece
-                wrote_prefix = True
-            if piece:
-                yield chunk({"content": piece})
+            text = piece_text(parts, r)
+            if i == 0:  # the model's raw form starts `language X<asr_text>`
+                yield chunk({"content": answer_prefix(language or r.language or "None")})
+            if text:
+                yield chunk({"content": (" " if said else "") + text})
+                said = True
     except ApiError as err:
         yield _sse(err.body())
         return

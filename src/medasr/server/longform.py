@@ -1,4 +1,8 @@
-"""Audio longer than one piece: split it so its pieces share batches, then join the answers."""
+"""Audio longer than one piece: split it so its pieces share batches, then join the answers.
+
+The cutting and the merging are the library's own (`medasr.transcribe.vad_options`,
+`merge_pieces`), so the server answers what `medasr transcribe` would.
+"""
 
 from __future__ import annotations
 
@@ -12,45 +16,49 @@ from medasr.audio import SAMPLE_RATE
 from medasr.engine import Result
 from medasr.formats import verbose_json
 from medasr.records import Segment, Transcript
+from medasr.transcribe import MIN_PIECE_S, merge_pieces, vad_options
+from medasr.vad import Piece, pieces_and_duration
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Span:
-    """One piece to transcribe; times in seconds on the upload's timeline."""
+class Split:
+    """What to send to the engine for one upload."""
 
-    start: float
-    end: float
-    samples: np.ndarray
+    duration: float
+    pieces: list[Piece] | None  # None: a short clip, sent whole
+    sent: list[int]  # for each request, the index of its piece (pieces too short are not sent)
+    samples: list[np.ndarray]  # for each request, its audio
 
 
-def split(samples: np.ndarray, max_piece_s: float, method: str) -> list[Span]:
-    """One span for short audio; otherwise medasr.vad's pieces (silence between them dropped)."""
+def split(samples: np.ndarray, max_piece_s: float, method: str) -> Split:
     duration = len(samples) / SAMPLE_RATE
     if duration <= max_piece_s:
-        return [Span(0.0, duration, samples)]
-    from medasr.vad import VadOptions, pieces
-
+        return Split(duration, None, [0], [samples])
     try:
-        found = pieces(samples, VadOptions(method=method, max_piece_s=max_piece_s))
-    except Exception as err:  # e.g. silero's weights missing: still cut at quiet points
-        log.warning("VAD %r failed (%s); cutting at the quietest points instead", method, err)
-        found = pieces(samples, VadOptions(method="none", max_piece_s=max_piece_s))
-    return [Span(p.start, p.end, p.slice(samples)) for p in found]
+        found, _ = pieces_and_duration(samples, vad_options(method, max_piece_s))
+    except Exception as err:  # e.g. silero's weights missing: still cut, at the quietest points
+        log.warning("VAD %r failed (%s); cutting at quiet points instead", method, err)
+        found, _ = pieces_and_duration(samples, vad_options("none", max_piece_s))
+    sent = [k for k, p in enumerate(found) if p.duration >= MIN_PIECE_S]
+    return Split(duration, found, sent, [found[k].slice(samples) for k in sent])
 
 
-def merge(spans: list[Span], results: list[Result], duration: float, language: str | None) -> Transcript:
-    segments = [Segment(round(s.start, 3), round(s.end, 3), r.text.strip()) for s, r in zip(spans, results) if r.text.strip()]
-    detected = next((r.language for r in results if r.language), "")
-    return Transcript(
-        source="upload",
-        text=" ".join(s.text for s in segments),
-        language=language or detected,
-        duration=round(duration, 3),
-        segments=segments,
-        hit_token_cap=any(r.hit_token_cap for r in results),
-    )
+def piece_text(s: Split, r: Result) -> str:
+    """A piece's text as it appears in the merged transcript."""
+    return r.text if s.pieces is None else " ".join(r.text.split())
+
+
+def merge(s: Split, results: list[Result], language: str | None) -> Transcript:
+    if s.pieces is None:  # as the library does for a short clip: one segment spanning it
+        (r,) = results
+        segments = [Segment(0.0, round(s.duration, 3), r.text)] if r.text else []
+        return Transcript("upload", r.text, r.language, round(s.duration, 3), segments, hit_token_cap=r.hit_token_cap)
+    by_piece: list[Result | None] = [None] * len(s.pieces)
+    for k, r in zip(s.sent, results):
+        by_piece[k] = r
+    return merge_pieces("upload", s.duration, s.pieces, by_piece, language)
 
 
 def verbose(t: Transcript) -> dict:

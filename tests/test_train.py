@@ -1,0 +1,223 @@
+"""Training: answer-only labels under both padding sides, the recipe and its overrides, a short
+real CPU training run that checkpoints, transcribes and resumes, and the bundled demo model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medasr.errors import UserError
+from medasr.prompt import IM_END, answer_prefix, prompt_text
+from medasr.records import Utterance
+from medasr.train.collator import IGNORE, Collator, encode
+from medasr.train.recipe import Recipe, RecipeError, load_recipe
+
+from conftest import TOKENIZER_TEXTS
+
+
+@pytest.fixture(scope="module")
+def processor():
+    from medasr import modelbuild
+
+    return modelbuild.make_processor(modelbuild.train_tokenizer(TOKENIZER_TEXTS * 10, vocab_size=400))
+
+
+def _examples(processor):
+    rng = np.random.default_rng(0)
+    texts = ["No.", "The patient takes metoprolol twice daily.", "Chest pain radiating to the left arm since this morning."]
+    seconds = [2.3, 0.7, 4.1]  # audio lengths do not follow text lengths: rows differ in both
+    contexts = [None, "metoprolol, apixaban", None]
+    return [
+        encode(processor, (0.1 * rng.standard_normal(int(16000 * s))).astype(np.float32), t, c)
+        for t, s, c in zip(texts, seconds, contexts)
+    ], texts, contexts
+
+
+# ---------------------------------------------------------------------------- collator
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_labels_cover_exactly_the_answer(processor, side):
+    tok = processor.tokenizer
+    examples, texts, _ = _examples(processor)
+    batch = Collator(tok.pad_token_id, side)(examples)
+    assert len({len(e.input_ids) for e in examples}) == 3  # a batch of different lengths
+    for i, (e, text) in enumerate(zip(examples, texts)):
+        labels, ids, mask = batch["labels"][i], batch["input_ids"][i], batch["attention_mask"][i]
+        labelled = (labels != IGNORE).nonzero().flatten().tolist()
+        real = mask.nonzero().flatten().tolist()
+        # exactly the answer: the last len(answer) real tokens, contiguous, nothing else
+        assert labelled == real[len(real) - len(e.answer_ids) :]
+        assert labels[labelled].tolist() == ids[labelled].tolist() == e.answer_ids
+        answer = tok.decode(labels[labelled].tolist(), skip_special_tokens=False)
+        assert answer == answer_prefix("English") + text + IM_END
+        # padding and the whole prompt are masked, on whichever side the padding is
+        assert all(labels[j] == IGNORE for j in range(len(labels)) if j not in labelled)
+        assert ids[real].tolist() == e.input_ids
+        padded = [j for j in range(len(mask)) if not mask[j]]
+        if padded:
+            assert (padded[0] == 0) == (side == "left")
+
+
+def test_prompt_is_the_inference_prompt(processor):
+    """Prompt + answer prefix are token for token what the engine sends at inference."""
+    tok = processor.tokenizer
+    examples, _, contexts = _examples(processor)
+    for e, context in zip(examples, contexts):
+        n_audio = sum(1 for t in e.prompt_ids if t == tok.convert_tokens_to_ids("<|audio_pad|>"))
+        inference = tok(prompt_text(context, "English", n_audio), add_special_tokens=False)["input_ids"]
+        prefix = len(tok(answer_prefix("English"), add_special_tokens=False)["input_ids"])
+        assert e.prompt_ids + e.answer_ids[:prefix] == inference
+
+
+def test_left_and_right_padding_give_the_same_loss(processor):
+    from medasr import modelbuild
+
+    model = modelbuild.build_model(modelbuild.make_config(processor.tokenizer, "tiny"), seed=1)
+    examples, _, _ = _examples(processor)
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        left = model(**Collator(pad, "left")(examples)).loss
+        right = model(**Collator(pad, "right")(examples)).loss
+    assert torch.isfinite(left) and abs(left.item() - right.item()) < 1e-4
+
+
+# ---------------------------------------------------------------------------- targets
+def test_targets_written_form_and_drops(tmp_path):
+    from medasr.train.data import DataReport, mix, targets
+
+    utts = [
+        Utterance("a", "x.wav", "the patient presented with chest pain", 3.0),
+        Utterance("b", "y.wav", "   ", 2.0),
+        Utterance("c", "z.wav", "TAVI is indicated...", 31.0),
+        Utterance("d", "w.wav", "What is the dosage?", 30.0),
+    ]
+    report = DataReport()
+    kept = targets(utts, "set", report, max_duration_s=30.0)
+    assert [u.text for u in kept] == ["The patient presented with chest pain.", "What is the dosage?"]
+    assert (report.kept["set"], report.dropped_empty["set"], report.dropped_long["set"]) == (2, 1, 1)
+    mixed = mix([kept, kept[:1]], [1.0, 2.0])
+    assert len(mixed) == 4 and mixed.count(kept[0]) == 3
+    assert len(mix([kept * 5], [0.5])) == 5
+
+
+# ---------------------------------------------------------------------------- recipe
+def test_recipe_defaults_are_the_seeds():
+    r = Recipe()
+    assert r.learning_rate == 2e-5
+    assert r.lr_scheduler == "linear"
+    assert r.warmup_ratio == 0.02
+    assert r.per_device_batch_size == 64 and r.gradient_accumulation == 3
+    assert r.epochs == 3
+    assert r.precision == "auto"  # bf16 where supported
+    assert r.gradient_checkpointing is True
+    assert r.optim == "adamw_torch_fused"
+    assert r.max_duration_s == 30.0
+    assert r.init == "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
+
+
+def test_set_overrides_parse_types(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("learning_rate: 1e-3\nepochs: 2\ntrain: [a.jsonl]\n")  # plain YAML reads 1e-3 as a string
+    r = load_recipe(path, [
+        "epochs=5", "warmup_ratio=0.1", "gradient_checkpointing=false", "eval_batch_size=none",
+        "max_steps=1e3", "lora.r=8", "lora.target_modules=[q_proj, v_proj]", "size.layers=3",
+        "train=[a.jsonl, {path: b, weight: 2}]", "output_dir=runs/x=y",
+    ])
+    assert r.learning_rate == 1e-3 and isinstance(r.learning_rate, float)
+    assert r.epochs == 5.0 and isinstance(r.epochs, float)
+    assert r.max_steps == 1000 and isinstance(r.max_steps, int)
+    assert r.warmup_ratio == 0.1 and r.gradient_checkpointing is False and r.eval_batch_size is None
+    assert r.lora == {"r": 8, "target_modules": ["q_proj", "v_proj"]}
+    assert r.size["layers"] == 3 and r.size["hidden"] == 32  # the named size, one field changed
+    assert r.train == ["a.jsonl", {"path": "b", "weight": 2}]
+    assert r.output_dir == "runs/x=y"
+    for bad in (["epochs=many"], ["gradient_checkpointing=maybe"], ["nonsense=1"], ["per_device_batch_size=2.5"], ["noequals"]):
+        with pytest.raises(RecipeError):
+            load_recipe(None, bad)
+
+
+def test_recipe_file_round_trip(tmp_path):
+    from medasr.train.recipe import write_recipe
+
+    r = load_recipe(Path(__file__).parents[1] / "recipes" / "demo.yaml")
+    assert r.init == "scratch" and r.learning_rate == 1e-3
+    again = load_recipe(write_recipe(r, tmp_path / "r.yaml", extra={"optim": "adamw_torch"}))
+    assert again == r
+
+
+def test_lora_without_peft_is_a_clear_error(monkeypatch):
+    from medasr.train.run import apply_lora
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(UserError, match="pip install peft"):
+        apply_lora(torch.nn.Linear(2, 2), {"r": 4})
+
+
+# ---------------------------------------------------------------------------- a real run
+@pytest.fixture(scope="module")
+def synth_clips(tmp_path_factory) -> Path:
+    from medasr import synth
+
+    out = tmp_path_factory.mktemp("synth")
+    synth.synthesize(out, 12, seed=3, voices=["en-us"], jobs=2, progress=False)
+    return out
+
+
+def _tiny_run(data: Path, out: Path, steps: int, extra: list[str] = ()) -> Recipe:
+    return load_recipe(None, [
+        "init=scratch", "size=tiny", "vocab_size=300", f"train=[{data}]", f"valid=[{data}]",
+        f"max_steps={steps}", "per_device_batch_size=6", "gradient_accumulation=1", "eval_steps=4",
+        "learning_rate=3e-3", "warmup_ratio=0", "logging_steps=1", "threads=2", f"output_dir={out}",
+        "gradient_checkpointing=true", "precision=auto", *extra,
+    ])
+
+
+def test_short_training_run_checkpoints_transcribes_and_resumes(synth_clips, tmp_path):
+    from medasr.train import train
+    from medasr.transcribe import load_model
+
+    out = tmp_path / "run"
+    first = train(_tiny_run(synth_clips, out, 8))
+    assert first.global_step == 8
+    losses = [h["loss"] for h in json.loads((out / "train_summary.json").read_text())["log_history"] if "loss" in h]
+    assert losses[-1] < losses[0]
+    evals = [h["eval_loss"] for h in json.loads((out / "checkpoint-8" / "trainer_state.json").read_text())["log_history"] if "eval_loss" in h]
+    assert evals[-1] < evals[0]
+    for ckpt in (out / "checkpoint-8", first.export_dir):
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "processor_config.json"):
+            assert (ckpt / name).exists(), f"{ckpt} lacks {name}"
+        asr = load_model(str(ckpt), device="cpu")
+        result = asr.transcribe(sorted((synth_clips / "audio").glob("*.wav"))[:2], max_new_tokens=8)
+        assert len(result) == 2 and all(t.error is None for t in result)
+    assert (out / "recipe.yaml").exists() and (first.export_dir / "recipe.yaml").exists()
+
+    # Interrupted after step 8, asked for 12: it continues from checkpoint-8, not from step 0.
+    second = train(_tiny_run(synth_clips, out, 12))
+    assert second.global_step == 12
+    state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == sorted(steps) and steps.count(1) == 1  # one history, not restarted
+    assert "checkpoint-8" in (out / "recipe.yaml").read_text()  # resume_from is recorded
+
+
+# ---------------------------------------------------------------------------- the demo model
+def test_demo_model_transcribes_heldout_speech():
+    from medasr.checkpoint import DEMO_DIR
+    from medasr.train.demo import heldout_sentences, run_demo
+
+    if not (DEMO_DIR / "config.json").exists():
+        pytest.skip("no demo model shipped in this checkout")
+    weights = DEMO_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    texts = heldout_sentences(2)
+    from medasr import synth
+
+    assert all(synth.split_of(t) == "heldout" for t in texts)
+    results, wer = run_demo("demo", sentences=texts, voices=("en", "en-us"))
+    assert len(results) == 4
+    assert wer <= 0.25, [(r.reference, r.hypothesis) for r in results]
