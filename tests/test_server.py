@@ -18,12 +18,24 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-openai = pytest.importorskip("openai")
+from medasr.server.launch import running_server
 
-from medasr.server.launch import running_server  # noqa: E402
+try:
+    import fastapi  # noqa: F401  (the server's own packages, needed by the child process)
+    import openai
+except ImportError as err:  # fail each test with the reason, instead of stopping the whole run
+    MISSING: str | None = err.name
+else:
+    MISSING = None
 
 KEY = "test-key-0123456789"
 MAX_NEW_TOKENS = 8
+
+
+@pytest.fixture(autouse=True)
+def _server_packages():
+    if MISSING:
+        pytest.fail(f"the server tests need the {MISSING!r} package: pip install -e '.[test]'")
 
 
 @pytest.fixture(scope="module")

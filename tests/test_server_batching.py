@@ -16,11 +16,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("fastapi")
-import uvicorn  # noqa: E402
+from medasr.engine import Result
 
-from medasr.engine import Result  # noqa: E402
-from medasr.server import ServerConfig, create_app, urls  # noqa: E402
+try:
+    import uvicorn
+
+    from medasr.server import ServerConfig, create_app, urls
+except ImportError as err:  # fail each test with the reason, instead of stopping the whole run
+    MISSING: str | None = err.name
+else:
+    MISSING = None
+
+
+@pytest.fixture(autouse=True)
+def _server_packages():
+    if MISSING:
+        pytest.fail(f"the server tests need the {MISSING!r} package: pip install -e '.[test]'")
 
 
 class SlowEngine:
@@ -178,6 +189,19 @@ def test_long_audio_is_split_into_pieces_that_batch_together():
         assert body["text"] == " ".join(s["text"] for s in segs)
         events = post(base, wav(16000 * 70), stream="true").text
         assert events.count("transcript.text.delta") == 3 and "transcript.text.done" in events
+
+
+def test_long_silence_sends_nothing_to_the_model():
+    engine = SlowEngine(delay=0.0)
+    with serve(engine, vad="silero") as base:
+        silence = io.BytesIO()
+        sf.write(silence, np.zeros(16000 * 40, np.float32), 16000, format="FLAC")
+        r = post(base, silence.getvalue(), response_format="verbose_json")
+        assert r.status_code == 200, r.text
+        assert (r.json()["text"], r.json()["segments"], r.json()["duration"]) == ("", [], 40.0)
+        assert engine.batches == []
+        events = post(base, silence.getvalue(), stream="true").text
+        assert events.count("data: ") == 1 and '"transcript.text.done"' in events
 
 
 def test_batching_metrics_are_exported():

@@ -18,17 +18,25 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model):
+def sync_api():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the web page test needs playwright: pip install -e '.[test]' (no `playwright install` needed)")
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, sync_api):
     args = ["--model", str(tiny_model["transformers"]), "--device", "cpu", "--max-new-tokens", "8", "--api-key", KEY]
     with running_server(args) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed (apt-get install chromium); .ci/run installs it")
+def page(server, sync_api):
     with sync_api.sync_playwright() as p:
         # Debian's chromium, not a downloaded one: `playwright install` is never needed.
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

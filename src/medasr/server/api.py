@@ -49,26 +49,30 @@ def _state(request: Request) -> tuple[ServerConfig, Batcher]:
     return request.app.state.config, request.app.state.batcher
 
 
-def _admit(batcher: Batcher) -> None:
-    """Refuse early, before decoding, when the answer would be 503 or 429 anyway."""
+def _refusal(err: NotReady | QueueFull) -> ApiError:
+    if isinstance(err, NotReady):
+        return ApiError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"})
+    return ApiError(429, str(err), code="queue_full", headers={"Retry-After": str(err.retry_after_s)})
+
+
+def _admit(batcher: Batcher) -> float:
+    """Refuse early, before reading and decoding, when the answer would be 503 or 429 anyway.
+    Returns the arrival time, from which the request's deadline counts."""
     try:
         batcher.check_admission()
-    except NotReady as err:
-        raise ApiError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"}) from None
-    except QueueFull as err:
-        raise ApiError(429, str(err), code="queue_full", headers={"Retry-After": str(err.retry_after_s)}) from None
+    except (NotReady, QueueFull) as err:
+        raise _refusal(err) from None
+    return time.monotonic()
 
 
-async def _start(request: Request, samples, context: str | None, language: str | None) -> tuple[Split, Job]:
+async def _start(request: Request, arrived: float, samples, context: str | None, language: str | None) -> tuple[Split, Job]:
     config, batcher = _state(request)
     parts = await run_in_threadpool(split, samples, config.max_piece_s, config.vad)
     pieces = [EngineRequest(x, context, language) for x in parts.samples]
     try:
-        job = batcher.submit(pieces, config.request_timeout_s)
-    except NotReady as err:
-        raise ApiError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"}) from None
-    except QueueFull as err:
-        raise ApiError(429, str(err), code="queue_full", headers={"Retry-After": str(err.retry_after_s)}) from None
+        job = batcher.submit(pieces, config.request_timeout_s - (time.monotonic() - arrived))
+    except (NotReady, QueueFull) as err:
+        raise _refusal(err) from None
     return parts, job
 
 
@@ -119,7 +123,7 @@ async def transcriptions(request: Request) -> Response:
     config, batcher = _state(request)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "send a multipart/form-data body with the audio in a `file` field", code="unsupported_media_type")
-    _admit(batcher)
+    arrived = _admit(batcher)
     with batcher.arriving():  # from here the worker may wait for this request's pieces
         request._body = await inputs.read_body(request, config.max_upload_bytes + inputs.FORM_OVERHEAD, config.max_upload_mb)
         form = await request.form(max_files=1, max_fields=64, max_part_size=inputs.FORM_OVERHEAD)
@@ -148,7 +152,7 @@ async def transcriptions(request: Request) -> Response:
         finally:
             await form.close()  # uploads over 1 MB are spooled to a temporary file
         samples = await inputs.decode(data, upload.filename or "upload", config)
-        parts, job = await _start(request, samples, context, language)
+        parts, job = await _start(request, arrived, samples, context, language)
     if stream:
         return StreamingResponse(_transcript_events(request, parts, job, language), media_type="text/event-stream")
     t = merge(parts, await _all_results(request, job), language)
@@ -190,7 +194,7 @@ async def _transcript_events(request: Request, parts: Split, job: Job, language:
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
     config, batcher = _state(request)
-    _admit(batcher)
+    arrived = _admit(batcher)
     with batcher.arriving():
         body = await inputs.read_body(request, config.max_upload_bytes * 4 // 3 + inputs.FORM_OVERHEAD, config.max_upload_mb)
         try:
@@ -203,7 +207,7 @@ async def chat_completions(request: Request) -> Response:
         language = inputs.language_param(payload.get("language"), config.language)
         stream = inputs.flag(payload.get("stream"), "stream")
         samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config, "messages")
-        parts, job = await _start(request, samples, context, language)
+        parts, job = await _start(request, arrived, samples, context, language)
     meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_id}
     if stream:
         return StreamingResponse(_chat_chunks(request, parts, job, language, meta), media_type="text/event-stream")
@@ -247,6 +251,8 @@ async def _chat_chunks(request: Request, parts: Split, job: Job, language: str |
         return
     finally:
         request.app.state.batcher.finish(job)
+    if not job.pieces:  # no speech found: the model would have said nothing either
+        yield chunk({"content": answer_prefix(language or "None")})
     yield chunk({}, "length" if capped else "stop")
     yield b"data: [DONE]\n\n"
 

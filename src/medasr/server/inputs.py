@@ -104,7 +104,7 @@ def _declared_seconds(data: bytes) -> float | None:
 
     try:
         return float(sf.info(io.BytesIO(data)).duration)
-    except Exception:
+    except Exception:  # not a format libsndfile reads: ask FFmpeg
         pass
     try:
         import av
@@ -112,7 +112,7 @@ def _declared_seconds(data: bytes) -> float | None:
         with av.open(io.BytesIO(data), mode="r") as container:
             if container.duration:
                 return container.duration / av.time_base
-    except Exception:
+    except Exception:  # unreadable header: decoding will say what is wrong
         pass
     return None
 
