@@ -17,10 +17,12 @@ def inputs(speech_clips, tmp_path_factory):
     return [speech_clips[1], mp3]
 
 
-def test_help_explains_the_commands():
+def test_help_explains_every_command():
     out = medasr("--help", check=True).stdout
-    for cmd in ("transcribe", "convert"):
-        assert cmd in out
+    for cmd in ("transcribe", "convert", "score", "evaluate", "serve", "bench", "synth", "train", "demo"):
+        assert f"    {cmd} " in out
+        sub = medasr(cmd, "--help")
+        assert sub.returncode == 0 and "usage: medasr " + cmd in sub.stdout, sub.stderr
     sub = medasr("transcribe", "--help", check=True).stdout
     for flag in ("--model", "--language", "--context", "--batch-size", "--max-new-tokens", "--device", "--dtype", "--format", "--output-dir"):
         assert flag in sub

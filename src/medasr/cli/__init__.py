@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _commands():
         p = sub.add_parser(
             module.NAME,
-            help=module.HELP,
+            help=module.HELP.replace("%", "%%"),  # argparse %-formats help strings
             description=getattr(module, "DESCRIPTION", module.HELP),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
