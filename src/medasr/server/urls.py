@@ -17,6 +17,8 @@ import time
 import urllib.parse
 
 REDIRECTS = (301, 302, 303, 307, 308)
+# IPv6 prefixes whose last 32 bits are an IPv4 address a gateway may translate to.
+_V4_EMBEDDING = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("::/96"))
 METADATA = {"169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254"}  # AWS, ECS, Alibaba, AWS v6
 
 
@@ -48,6 +50,8 @@ def is_public(address: str) -> bool:
         return False
     if ip.version == 6:
         inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and any(ip in net for net in _V4_EMBEDDING):  # NAT64 and v4-compatible
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if inner is not None and not is_public(str(inner)):
             return False
     return ip.is_global and not ip.is_multicast
