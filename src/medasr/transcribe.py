@@ -28,7 +28,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medasr.audio import Audio, describe, load_audio, local_file, probe_duration
+from medasr.audio import (
+    SAMPLE_RATE,
+    Audio,
+    describe,
+    load_audio,
+    local_file,
+    probe_duration,
+)
 from medasr.checkpoint import DEFAULT_MODEL, Loaded, load
 from medasr.engine import Engine, Request, Result
 from medasr.errors import AudioError
@@ -145,7 +152,7 @@ class ASR:
         requests: list[Request] = []
         seconds = 0.0
         for job, k, samples in _units(jobs, options, fail):
-            if len(samples) < MIN_PIECE_S * 16000:
+            if job.pieces is not None and len(samples) < MIN_PIECE_S * SAMPLE_RATE:
                 job.results[k] = Result("", "", "", 0, False)
                 job.remaining -= 1
                 if job.remaining == 0 and not job.failed:
@@ -154,7 +161,7 @@ class ASR:
             group.append((job, k))
             requests.append(Request(samples, context, forced))
             if job.pieces is not None:
-                seconds += len(samples) / 16000
+                seconds += len(samples) / SAMPLE_RATE
             if seconds >= feed:
                 self._run(group, requests, batch_size, max_new_tokens, finished)
                 group, requests, seconds = [], [], 0.0
