@@ -80,3 +80,16 @@ def test_a_bad_file_is_reported_and_the_others_still_transcribed(tiny_model, inp
 def test_bad_options_are_clear_errors(tiny_model, inputs):
     out = medasr("transcribe", "--model", tiny_model["original"], inputs[0], "--language", "Klingon")
     assert out.returncode == 2 and "unsupported language" in out.stderr
+
+
+def test_output_files_of_inputs_sharing_a_name_do_not_overwrite_each_other(tiny_model, speech_clips, tmp_path):
+    for d, clip in (("x", speech_clips[0]), ("y", speech_clips[1])):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "a.wav").write_bytes(clip.read_bytes())
+    out_dir = tmp_path / "out"
+    out = medasr("transcribe", "--model", tiny_model["original"], tmp_path / "x" / "a.wav", tmp_path / "y" / "a.wav",
+                 "--format", "json", "--output-dir", out_dir, "--max-new-tokens", "8")
+    assert out.returncode == 0, out.stderr
+    written = sorted(out_dir.glob("a-*.json"))
+    assert len(written) == 2
+    assert {json.loads(p.read_text())["source"] for p in written} == {str(tmp_path / d / "a.wav") for d in "xy"}

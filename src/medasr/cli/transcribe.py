@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else None
     jsonl_file = None
     done: set[str] = set()
+    out_paths = _out_paths(out_dir, inputs, EXTENSIONS[args.format]) if out_dir else {}
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         if args.format == "jsonl":
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 done = {json.loads(line)["source"] for line in path.read_text().splitlines() if line.strip()}
             jsonl_file = open(path, "w" if args.overwrite else "a", encoding="utf-8")
         elif not args.overwrite:
-            done = {s for s in inputs if _out_path(out_dir, s, EXTENSIONS[args.format]).exists()}
+            done = {s for s in inputs if out_paths[s].exists()}
     todo = [s for s in inputs if s not in done]
     if done:
         print(f"skipping {len(done)} input(s) already transcribed in {out_dir}", file=sys.stderr)
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             jsonl_file.write(render(t, "jsonl"))
             jsonl_file.flush()
         elif out_dir and not t.error:
-            _out_path(out_dir, source, EXTENSIONS[args.format]).write_text(render(t, args.format), encoding="utf-8")
+            out_paths[source].write_text(render(t, args.format), encoding="utf-8")
         elif not out_dir and args.format == "jsonl":
             sys.stdout.write(render(t, "jsonl"))
             sys.stdout.flush()
@@ -176,6 +177,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_path(out_dir: Path, source: str, ext: str) -> Path:
-    stem = Path(source.split("?")[0]).stem or "audio"
-    return out_dir / f"{stem}.{ext}"
+def _out_paths(out_dir: Path, sources: list[str], ext: str) -> dict[str, Path]:
+    """One output file per input, named after its stem; inputs sharing a stem (a.wav and a.mp3,
+    x/a.wav and y/a.wav) get a short hash of their full name so that none overwrites another."""
+    import hashlib
+    from collections import Counter
+
+    stems = {s: Path(s.split("?")[0]).stem or "audio" for s in sources}
+    clashes = Counter(stems.values())
+    out = {}
+    for s, stem in stems.items():
+        if clashes[stem] > 1:
+            stem += "-" + hashlib.sha1(s.encode()).hexdigest()[:8]
+        out[s] = out_dir / f"{stem}.{ext}"
+    return out
