@@ -3,7 +3,6 @@ real CPU training run that checkpoints, transcribes and resumes, and the bundled
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -86,6 +85,24 @@ def test_left_and_right_padding_give_the_same_loss(processor):
     assert torch.isfinite(left) and abs(left.item() - right.item()) < 1e-4
 
 
+def test_ctc_aid_targets_the_text_and_reaches_the_encoder(processor):
+    from medasr import modelbuild
+    from medasr.train.run import ctc_loss
+
+    tok = processor.tokenizer
+    examples, texts, _ = _examples(processor)
+    batch = Collator(tok.pad_token_id, "left", ctc=True)(examples)
+    for row, text in zip(batch["ctc_labels"], texts):
+        assert tok.decode(row[row != IGNORE].tolist()) == text
+    model = modelbuild.build_model(modelbuild.make_config(tok, "tiny"), seed=1).train()
+    ctc_labels = batch.pop("ctc_labels")
+    out = model(**batch)
+    loss = ctc_loss(model, batch["input_ids"], out.audio_hidden_states, ctc_labels, tok.pad_token_id)
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert model.model.audio_tower.conv2d1.weight.grad.abs().sum() > 0
+
+
 # ---------------------------------------------------------------------------- targets
 def test_targets_written_form_and_drops(tmp_path):
     from medasr.train.data import DataReport, mix, targets
@@ -105,6 +122,20 @@ def test_targets_written_form_and_drops(tmp_path):
     assert len(mix([kept * 5], [0.5])) == 5
 
 
+def test_compounds_join_clips_with_pauses(synth_clips, processor):
+    from medasr.data import read_dataset
+    from medasr.train.data import DataReport, SpeechDataset, compounds, targets
+
+    utts = targets(read_dataset(synth_clips, "train"), "synth", DataReport(), 30.0)
+    extra = compounds(utts, 5, 12.0, seed=0)
+    assert extra and all(len(c.parts) >= 2 and c.duration <= 12.0 for c in extra)
+    c = extra[0]
+    assert c.text == " ".join(u.text for u in c.parts)
+    example = SpeechDataset([c], processor)[0]
+    assert abs(example.n_frames / 100 - c.duration) < 0.1  # parts and pauses, end to end
+    assert processor.tokenizer.decode(example.text_ids) == c.text
+
+
 # ---------------------------------------------------------------------------- recipe
 def test_recipe_defaults_are_the_seeds():
     r = Recipe()
@@ -117,7 +148,7 @@ def test_recipe_defaults_are_the_seeds():
     assert r.gradient_checkpointing is True
     assert r.optim == "adamw_torch_fused"
     assert r.max_duration_s == 30.0
-    assert r.init == "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
+    assert r.init == "Qwen/Qwen3-ASR-1.7B"  # the seed's base model
 
 
 def test_set_overrides_parse_types(tmp_path):

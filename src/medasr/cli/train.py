@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from medasr.train import train
 
     result = train(recipe)
+    if result.export_dir is None:  # not the main process of a distributed run
+        return 0
     best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
     print(f"step {result.global_step}, best validation loss {best} ({result.best_checkpoint}), "
           f"{result.train_seconds:.0f} s; model: {result.export_dir}")

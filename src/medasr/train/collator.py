@@ -29,6 +29,7 @@ class Example:
     n_frames: int  # valid mel frames
     prompt_ids: list[int]  # system + user (audio placeholders) + assistant header
     answer_ids: list[int]  # answer prefix + text + end of turn: the only tokens with labels
+    text_ids: list[int] | None = None  # the text alone (targets of the optional CTC loss)
 
     @property
     def input_ids(self) -> list[int]:
@@ -60,8 +61,10 @@ def encode(
     mel, n_frames = clip_features(processor.feature_extractor, samples)
     n_audio = audio_token_count(n_frames)
     prompt = tok(prompt_text(context, None, n_audio), add_special_tokens=False)["input_ids"]
-    answer = tok(answer_prefix(language) + text + IM_END, add_special_tokens=False)["input_ids"]
-    return Example(mel, n_frames, prompt, answer)
+    prefix = tok(answer_prefix(language), add_special_tokens=False)["input_ids"]
+    text_ids = tok(text, add_special_tokens=False)["input_ids"]
+    end = tok(IM_END, add_special_tokens=False)["input_ids"]
+    return Example(mel, n_frames, prompt, prefix + text_ids + end, text_ids)
 
 
 class Collator:
@@ -69,14 +72,17 @@ class Collator:
 
     padding_side "right" (default) or "left"; position ids follow each row's own tokens, so both
     sides give the same loss. The mel features are right-padded with zeros and masked, as at
-    inference.
+    inference. With `ctc=True` the batch also carries `ctc_labels` (each row's text ids, padded
+    with -100) for the auxiliary CTC loss of `medasr.train.run`; the Trainer removes them before
+    the model sees the batch.
     """
 
-    def __init__(self, pad_token_id: int, padding_side: str = "right"):
+    def __init__(self, pad_token_id: int, padding_side: str = "right", ctc: bool = False):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
+        self.ctc = ctc
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         n = len(examples)
@@ -100,7 +106,7 @@ class Collator:
         for i, e in enumerate(examples):
             mel[i, :, : e.mel.shape[-1]] = e.mel
             mel_mask[i, : e.n_frames] = 1
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention,
             "position_ids": positions,
@@ -108,3 +114,11 @@ class Collator:
             "input_features_mask": mel_mask,
             "labels": labels,
         }
+        if self.ctc:
+            longest = max(len(e.text_ids or []) for e in examples)
+            ctc_labels = torch.full((n, max(longest, 1)), IGNORE, dtype=torch.long)
+            for i, e in enumerate(examples):
+                if e.text_ids:
+                    ctc_labels[i, : len(e.text_ids)] = torch.tensor(e.text_ids)
+            batch["ctc_labels"] = ctc_labels
+        return batch

@@ -43,11 +43,11 @@ class DataReport:
     def summary(self) -> str:
         parts = []
         for name, n in self.kept.items():
-            parts.append(
-                f"{name}: {n} clips ({self.hours.get(name, 0.0):.2f} h) kept, "
-                f"{self.dropped_long.get(name, 0)} over the duration limit and "
-                f"{self.dropped_empty.get(name, 0)} with empty text dropped"
-            )
+            text = f"{name}: {n} clips ({self.hours.get(name, 0.0):.2f} h)"
+            if name in self.dropped_long:  # a dataset read from disk, not the made-up compounds
+                text += (f" kept, {self.dropped_long[name]} over the duration limit and "
+                         f"{self.dropped_empty.get(name, 0)} with empty text dropped")
+            parts.append(text)
         return "; ".join(parts)
 
 
@@ -139,10 +139,68 @@ def mix(parts: Sequence[Sequence[Utterance]], weights: Sequence[float], seed: in
     return out
 
 
-class SpeechDataset:
-    """Utterances -> encoded Examples (audio decoded and features computed when an item is read)."""
+@dataclass
+class Compound:
+    """Several utterances spoken one after another with pauses: one longer training clip.
 
-    def __init__(self, utterances: Sequence[Utterance], processor):
+    Clips of single sentences teach a model nothing about the multi-sentence pieces of up to 30 s
+    that long recordings are cut into; compounds do (`concat_fraction` in the recipe).
+    """
+
+    parts: list[Utterance]
+    pauses: list[float]  # seconds of silence after each part but the last
+
+    @property
+    def id(self) -> str:
+        return "+".join(u.id for u in self.parts)
+
+    @property
+    def text(self) -> str:
+        return " ".join(u.text for u in self.parts)
+
+    @property
+    def duration(self) -> float:
+        return sum(u.duration or 0.0 for u in self.parts) + sum(self.pauses)
+
+
+def compounds(utterances: Sequence[Utterance], n: int, max_s: float, seed: int = 0) -> list[Compound]:
+    """`n` compounds of 2+ random utterances, each filled up to a random length in [max_s/3, max_s]."""
+    rng = random.Random(seed)
+    pool = [u for u in utterances if (u.duration or 0) > 0 and u.duration < max_s / 2]
+    if len(pool) < 2:
+        return []
+    out = []
+    for _ in range(n):
+        target = rng.uniform(max_s / 3, max_s)
+        parts = [rng.choice(pool)]
+        pauses: list[float] = []
+        total = parts[0].duration
+        while True:
+            nxt, pause = rng.choice(pool), rng.uniform(0.3, 2.0)
+            if total + pause + nxt.duration > (target if len(parts) > 1 else max_s):
+                break
+            parts.append(nxt)
+            pauses.append(pause)
+            total += pause + nxt.duration
+        if len(parts) > 1:
+            out.append(Compound(parts, pauses))
+    return out
+
+
+def _samples(utt: Utterance):
+    from medasr.audio import load_audio
+
+    audio = utt.audio
+    if isinstance(audio, str) and not audio.startswith(("http://", "https://", "data:")):
+        audio = Path(audio)
+    return load_audio(audio, name=utt.id).samples
+
+
+class SpeechDataset:
+    """Utterances (or Compounds) -> encoded Examples; audio is decoded and features computed when
+    an item is read."""
+
+    def __init__(self, utterances: Sequence[Utterance | Compound], processor):
         self.utterances = list(utterances)
         self.processor = processor
 
@@ -150,12 +208,18 @@ class SpeechDataset:
         return len(self.utterances)
 
     def __getitem__(self, i: int):
-        from medasr.audio import load_audio
+        import numpy as np
+
+        from medasr.audio import SAMPLE_RATE
         from medasr.train.collator import encode
 
-        utt = self.utterances[i]
-        audio = utt.audio
-        if isinstance(audio, str) and not audio.startswith(("http://", "https://", "data:")):
-            audio = Path(audio)
-        samples = load_audio(audio, name=utt.id).samples
-        return encode(self.processor, samples, utt.text, utt.prompt or None, utt.language or "English")
+        item = self.utterances[i]
+        if isinstance(item, Compound):
+            pieces = []
+            for k, utt in enumerate(item.parts):
+                pieces.append(_samples(utt))
+                if k < len(item.pauses):
+                    pieces.append(np.zeros(int(item.pauses[k] * SAMPLE_RATE), np.float32))
+            first = item.parts[0]
+            return encode(self.processor, np.concatenate(pieces), item.text, first.prompt or None, first.language or "English")
+        return encode(self.processor, _samples(item), item.text, item.prompt or None, item.language or "English")

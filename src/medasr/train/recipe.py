@@ -23,7 +23,7 @@ import yaml
 
 from medasr.errors import UserError
 
-DEFAULT_INIT = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
+DEFAULT_INIT = "Qwen/Qwen3-ASR-1.7B"  # the base model the seed fine-tuned
 
 
 class RecipeError(UserError):
@@ -36,6 +36,7 @@ class Recipe:
     train: list = field(default_factory=list)
     valid: list = field(default_factory=list)
     max_duration_s: float = 30.0  # longer clips are dropped (and counted), as the seed does
+    concat_fraction: float = 0.0  # add this many (x training clips) compounds of several clips, up to max_duration_s
 
     # ---- model
     init: str = DEFAULT_INIT  # hub id or directory (either checkpoint format), or "scratch"
@@ -59,6 +60,7 @@ class Recipe:
     optim: str = "adamw_torch_fused"  # falls back to adamw_torch where fused AdamW is unavailable
     padding_side: str = "right"
     group_by_length: bool = False  # batches of similar durations (less padding); still reshuffled every epoch
+    ctc_weight: float = 0.0  # > 0: add an auxiliary CTC loss on the audio embeddings (from-scratch training aid)
     seed: int = 42
 
     # ---- validation, checkpoints, logging
@@ -236,6 +238,10 @@ def validate(r: Recipe) -> None:
         raise RecipeError("warmup_ratio must be in [0, 1)")
     if r.eval_steps < 0:
         raise RecipeError("eval_steps must be >= 0 (0: once per epoch)")
+    if r.concat_fraction < 0:
+        raise RecipeError("concat_fraction must be >= 0")
+    if r.ctc_weight < 0:
+        raise RecipeError("ctc_weight must be >= 0")
     if r.init == "scratch" and r.lora:
         raise RecipeError("lora needs a pretrained init, not init: scratch")
 

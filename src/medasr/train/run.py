@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from medasr.errors import UserError
-from medasr.train.data import DataReport, SpeechDataset, mix, parse_sources, read_sources
+from medasr.train.data import DataReport, SpeechDataset, compounds, mix, parse_sources, read_sources
 from medasr.train.recipe import Recipe, RecipeError, write_recipe
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ def training_arguments(recipe: Recipe, precision: str, optim: str):
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=recipe.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
+        activation_checkpointing=recipe.gradient_checkpointing,  # transformers 5's name for it
+        activation_checkpointing_kwargs={"use_reentrant": False} if recipe.gradient_checkpointing else None,
         optim=optim,
         seed=recipe.seed,
         eval_strategy="epoch" if every_epoch else "steps",
@@ -186,22 +186,70 @@ def training_arguments(recipe: Recipe, precision: str, optim: str):
     )
 
 
-def _trainer_class(group_by_length: bool):
+def _trainer_class():
     from transformers import Trainer
 
-    if not group_by_length:
-        return Trainer
+    class SpeechTrainer(Trainer):
+        """The stock Trainer plus two options: length-grouped batches from known clip durations
+        (the stock group_by_length reads dataset columns), and the auxiliary CTC loss."""
 
-    class LengthGroupedTrainer(Trainer):
-        # The stock group_by_length reads lengths from dataset columns; clip durations are known here.
+        group_by_length = False
+        ctc_weight = 0.0
+        ctc_blank = 0
+
         def _get_train_sampler(self, train_dataset=None):
+            if not self.group_by_length:
+                return super()._get_train_sampler(train_dataset)
             from transformers.trainer_pt_utils import LengthGroupedSampler
 
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = [int(100 * (u.duration or 0)) for u in dataset.utterances]
             return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
 
-    return LengthGroupedTrainer
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            ctc_labels = inputs.pop("ctc_labels", None)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            # Training only: validation loss stays the plain answer loss, comparable across recipes.
+            if self.ctc_weight and ctc_labels is not None and model.training:
+                ctc = ctc_loss(
+                    self.accelerator.unwrap_model(model), inputs["input_ids"], outputs.audio_hidden_states, ctc_labels, self.ctc_blank
+                )
+                # The answer loss is already normalised over the accumulated batch; a per-batch mean is not.
+                loss = loss + self.ctc_weight * ctc / self.args.gradient_accumulation_steps
+                self._ctc_logged = getattr(self, "_ctc_logged", []) + [ctc.item()]
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            # The logged training loss includes the weighted CTC term; show the CTC loss beside it.
+            if "loss" in logs and getattr(self, "_ctc_logged", None):
+                logs["ctc_loss"] = round(sum(self._ctc_logged) / len(self._ctc_logged), 4)
+                self._ctc_logged = []
+            super().log(logs, *args, **kwargs)
+
+    return SpeechTrainer
+
+
+def ctc_loss(model, input_ids: torch.Tensor, audio_embeds: torch.Tensor, ctc_labels: torch.Tensor, blank: int) -> torch.Tensor:
+    """CTC of the text over the projected audio embeddings, scored by the decoder's own final norm
+    and (tied) output head; `blank` is a token no text contains (the tokenizer's padding token).
+
+    A training aid for models trained from scratch (joint CTC/attention training): it teaches the
+    encoder token-aligned embeddings early, so the decoder finds the audio instead of first
+    settling into a text-only language model. It adds no parameters: the checkpoint stays a plain
+    Qwen3-ASR.
+    """
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    norm = base.model.language_model.norm
+    counts = (input_ids == config.audio_token_id).sum(dim=1)
+    logits = base.lm_head(norm(audio_embeds)).float().log_softmax(-1)
+    pieces = torch.split(logits, counts.tolist())
+    log_probs = torch.nn.utils.rnn.pad_sequence(pieces)  # (T, N, V)
+    lengths = (ctc_labels != -100).sum(dim=1)
+    targets = ctc_labels.clamp(min=0)
+    return F.ctc_loss(log_probs, targets, counts, lengths, blank=blank, reduction="mean", zero_infinity=True)
 
 
 def train(recipe: Recipe) -> TrainResult:
@@ -225,6 +273,11 @@ def train(recipe: Recipe) -> TrainResult:
     train_parts = read_sources(train_sources, recipe.max_duration_s, report)
     valid_parts = read_sources(valid_sources, recipe.max_duration_s, report)
     train_utts = mix(train_parts, [s.weight for s in train_sources], seed=recipe.seed)
+    if recipe.concat_fraction:
+        extra = compounds(train_utts, round(recipe.concat_fraction * len(train_utts)), recipe.max_duration_s, recipe.seed)
+        report.kept["compounds"] = len(extra)
+        report.hours["compounds"] = sum(c.duration for c in extra) / 3600
+        train_utts = train_utts + extra
     valid_utts = [u for part in valid_parts for u in part]
     log.info("data: %s", report.summary())
 
@@ -245,14 +298,19 @@ def train(recipe: Recipe) -> TrainResult:
     if args.should_save:
         write_recipe(recipe, out / "recipe.yaml", extra=resolved)
         (out / "data_report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2), encoding="utf-8")
-    print(f"medasr train: {report.summary()}", flush=True)
+    if args.process_index == 0:
+        print(f"medasr train: {report.summary()}", flush=True)
 
-    trainer = _trainer_class(recipe.group_by_length)(
+    trainer_class = _trainer_class()
+    trainer_class.group_by_length = recipe.group_by_length
+    trainer_class.ctc_weight = recipe.ctc_weight
+    trainer_class.ctc_blank = pad_id
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=SpeechDataset(train_utts, processor),
         eval_dataset=SpeechDataset(valid_utts, processor),
-        data_collator=Collator(pad_id, recipe.padding_side),
+        data_collator=Collator(pad_id, recipe.padding_side, ctc=recipe.ctc_weight > 0),
         processing_class=processor,  # checkpoints carry the tokenizer, feature extractor and template
     )
     start = time.perf_counter()
