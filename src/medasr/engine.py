@@ -58,6 +58,15 @@ class Features:
         return audio_token_count(self.n_frames)
 
 
+def clip_features(feature_extractor, samples: np.ndarray) -> tuple[torch.Tensor, int]:
+    """Log-mel of one clip on its own (batch padding would alter its STFT tail) and its valid
+    frame count. Training computes features here too, so it sees what inference sees."""
+    out = feature_extractor(
+        samples, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt"
+    )
+    return out["input_features"][0], int(out["attention_mask"][0].sum())
+
+
 class Engine:
     def __init__(self, loaded: Loaded, batch_size: int = 16, max_batch_audio_s: float = 600.0):
         self.loaded = loaded
@@ -77,10 +86,7 @@ class Engine:
 
     # ------------------------------------------------------------------ inputs
     def features(self, samples: np.ndarray) -> Features:
-        out = self.feature_extractor(
-            samples, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt"
-        )
-        return Features(out["input_features"][0], int(out["attention_mask"][0].sum()))
+        return Features(*clip_features(self.feature_extractor, samples))
 
     def prompt_ids(self, context: str | None, language: str | None, n_audio_tokens: int) -> list[int]:
         text = prompt_text(context, language, n_audio_tokens)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medasr.engine import clip_features
 from medasr.prompt import IM_END, answer_prefix, audio_token_count, prompt_text
 
 IGNORE = -100
@@ -34,14 +35,6 @@ class Example:
     @property
     def input_ids(self) -> list[int]:
         return self.prompt_ids + self.answer_ids
-
-
-def clip_features(feature_extractor, samples: np.ndarray) -> tuple[torch.Tensor, int]:
-    """Log-mel of one clip on its own, as the engine computes it (batch padding alters the STFT tail)."""
-    out = feature_extractor(
-        samples, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt"
-    )
-    return out["input_features"][0], int(out["attention_mask"][0].sum())
 
 
 def encode(
