@@ -136,6 +136,36 @@ def test_compounds_join_clips_with_pauses(synth_clips, processor):
     assert processor.tokenizer.decode(example.text_ids) == c.text
 
 
+def test_augment_adds_edge_silence_and_faint_noise_reproducibly(synth_clips, processor):
+    from medasr.data import read_dataset
+    from medasr.train.data import Augment, DataReport, SpeechDataset, targets
+
+    sr, speech = 16000, np.full(3 * 16000, 0.25, np.float32)
+    aug = Augment(edge_silence_s=1.0, noise_dbfs=(-70.0, -50.0), noise_fraction=0.5, max_s=30.0, seed=3)
+    noisy = 0
+    for i in range(200):
+        out = aug(speech, i)
+        assert np.array_equal(out, aug(speech, i))  # the same clip every epoch and after a resume
+        inside = np.flatnonzero(np.abs(out - 0.25) < 0.05)
+        lead, tail = inside[0], len(out) - 1 - inside[-1]
+        assert len(inside) == len(speech) and lead <= sr and tail <= sr  # speech kept whole, <= 1 s each side
+        noise = out[lead : lead + len(speech)] - 0.25
+        if np.all(noise == 0):
+            assert np.all(out[:lead] == 0) and np.all(out[len(out) - tail :] == 0)  # clean: only zeros added
+            continue
+        noisy += 1
+        assert -70.5 < 20 * np.log10(np.sqrt(np.mean(noise**2))) < -49.5
+    assert 70 < noisy < 130  # noise_fraction 0.5 of 200
+    # silence is never added past max_s
+    assert len(Augment(edge_silence_s=5.0, max_s=4.0)(speech, 0)) <= 4 * sr + 1
+
+    utt = targets(read_dataset(synth_clips, "train"), "synth", DataReport(), 30.0)[:1]
+    plain = SpeechDataset(utt, processor)[0]
+    padded = SpeechDataset(utt, processor, Augment(edge_silence_s=1.0, seed=1))[0]
+    assert padded.n_frames > plain.n_frames and padded.answer_ids == plain.answer_ids
+    assert SpeechDataset(utt, processor, Augment()).augment is None  # nothing to do: no augmentation pass
+
+
 # ---------------------------------------------------------------------------- recipe
 def test_recipe_defaults_are_the_seeds():
     r = Recipe()
@@ -167,6 +197,10 @@ def test_set_overrides_parse_types(tmp_path):
     assert r.size["layers"] == 3 and r.size["hidden"] == 32  # the named size, one field changed
     assert r.train == ["a.jsonl", {"path": "b", "weight": 2}]
     assert r.output_dir == "runs/x=y"
+    for bad in (["noise_dbfs=[-40, -60]"], ["noise_dbfs=[-60]"], ["noise_dbfs=[-60, 3]"], ["noise_fraction=2"], ["edge_silence_s=-1"]):
+        with pytest.raises(RecipeError, match=bad[0].split("=")[0]):
+            load_recipe(None, bad)
+    assert load_recipe(None, ["noise_dbfs=[-75, -45]"]).noise_dbfs == [-75, -45]
     for bad in (["epochs=many"], ["gradient_checkpointing=maybe"], ["nonsense=1"], ["per_device_batch_size=2.5"], ["noequals"]):
         with pytest.raises(RecipeError):
             load_recipe(None, bad)

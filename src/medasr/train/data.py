@@ -196,13 +196,51 @@ def _samples(utt: Utterance):
     return load_audio(audio, name=utt.id).samples
 
 
-class SpeechDataset:
-    """Utterances (or Compounds) -> encoded Examples; audio is decoded and features computed when
-    an item is read."""
+@dataclass(frozen=True)
+class Augment:
+    """Training-time changes that make clean clips look like the pieces long recordings are cut
+    into: a speech-detected piece starts and ends with some silence, and real rooms are not
+    digitally silent (a model that only heard exact zeros between words loses its place in faint
+    noise). Each clip's changes are drawn from (seed, index): the same in every epoch and on resume.
+    """
 
-    def __init__(self, utterances: Sequence[Utterance | Compound], processor):
+    edge_silence_s: float = 0.0  # up to this much silence before and, independently, after a clip
+    noise_dbfs: tuple[float, float] | None = None  # white noise at an RMS level drawn from this range
+    noise_fraction: float = 0.0  # share of the clips that get the noise
+    max_s: float = 30.0  # silence is never added beyond this total length
+    seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.edge_silence_s > 0 or (self.noise_dbfs is not None and self.noise_fraction > 0)
+
+    def __call__(self, samples, index: int):
+        import numpy as np
+
+        from medasr.audio import SAMPLE_RATE
+
+        rng = np.random.default_rng((self.seed, index))
+        room = max(0.0, self.max_s - len(samples) / SAMPLE_RATE)
+        before, after = rng.uniform(0, self.edge_silence_s, 2)
+        if before + after > room:  # shrink both margins so the clip stays within max_s
+            before, after = before * room / (before + after), after * room / (before + after)
+        samples = np.concatenate([
+            np.zeros(int(before * SAMPLE_RATE), np.float32), samples, np.zeros(int(after * SAMPLE_RATE), np.float32)
+        ])
+        if self.noise_dbfs is not None and rng.random() < self.noise_fraction:
+            rms = 10 ** (rng.uniform(*self.noise_dbfs) / 20)
+            samples = np.clip(samples + rng.normal(0, rms, len(samples)).astype(np.float32), -1, 1)
+        return samples
+
+
+class SpeechDataset:
+    """Utterances (or Compounds) -> encoded Examples; audio is decoded (and augmented, for
+    training) and features computed when an item is read."""
+
+    def __init__(self, utterances: Sequence[Utterance | Compound], processor, augment: Augment | None = None):
         self.utterances = list(utterances)
         self.processor = processor
+        self.augment = augment if augment is not None and augment.active else None
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -220,6 +258,9 @@ class SpeechDataset:
                 pieces.append(_samples(utt))
                 if k < len(item.pauses):
                     pieces.append(np.zeros(int(item.pauses[k] * SAMPLE_RATE), np.float32))
-            first = item.parts[0]
-            return encode(self.processor, np.concatenate(pieces), item.text, first.prompt or None, first.language or "English")
-        return encode(self.processor, _samples(item), item.text, item.prompt or None, item.language or "English")
+            samples, first = np.concatenate(pieces), item.parts[0]
+        else:
+            samples, first = _samples(item), item
+        if self.augment:
+            samples = self.augment(samples, i)
+        return encode(self.processor, samples, item.text, first.prompt or None, first.language or "English")

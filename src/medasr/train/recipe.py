@@ -37,6 +37,9 @@ class Recipe:
     valid: list = field(default_factory=list)
     max_duration_s: float = 30.0  # longer clips are dropped (and counted), as the seed does
     concat_fraction: float = 0.0  # add this many (x training clips) compounds of several clips, up to max_duration_s
+    edge_silence_s: float = 0.0  # augment: up to this much silence before and after each training clip
+    noise_dbfs: list | None = None  # augment: [low, high] RMS level of white noise added to noise_fraction of the clips
+    noise_fraction: float = 0.5
 
     # ---- model
     init: str = DEFAULT_INIT  # hub id or directory (either checkpoint format), or "scratch"
@@ -240,6 +243,14 @@ def validate(r: Recipe) -> None:
         raise RecipeError("eval_steps must be >= 0 (0: once per epoch)")
     if r.concat_fraction < 0:
         raise RecipeError("concat_fraction must be >= 0")
+    if r.edge_silence_s < 0:
+        raise RecipeError("edge_silence_s must be >= 0")
+    if r.noise_dbfs is not None:
+        ok = len(r.noise_dbfs) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r.noise_dbfs)
+        if not ok or not r.noise_dbfs[0] <= r.noise_dbfs[1] <= 0:
+            raise RecipeError(f"noise_dbfs: {r.noise_dbfs!r}; expected [low, high] in dBFS, low <= high <= 0, e.g. [-75, -45]")
+    if not 0 <= r.noise_fraction <= 1:
+        raise RecipeError("noise_fraction must be in [0, 1]")
     if r.ctc_weight < 0:
         raise RecipeError("ctc_weight must be >= 0")
     if r.init == "scratch" and r.lora:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from medasr.errors import UserError
-from medasr.train.data import DataReport, SpeechDataset, compounds, mix, parse_sources, read_sources
+from medasr.train.data import Augment, DataReport, SpeechDataset, compounds, mix, parse_sources, read_sources
 from medasr.train.recipe import Recipe, RecipeError, write_recipe
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,11 @@ def training_arguments(recipe: Recipe, precision: str, optim: str):
     )
 
 
+def augment(recipe: Recipe) -> Augment:
+    noise = tuple(float(v) for v in recipe.noise_dbfs) if recipe.noise_dbfs else None
+    return Augment(recipe.edge_silence_s, noise, recipe.noise_fraction, recipe.max_duration_s, recipe.seed)
+
+
 def _trainer_class():
     from transformers import Trainer
 
@@ -308,7 +313,7 @@ def train(recipe: Recipe) -> TrainResult:
     trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=SpeechDataset(train_utts, processor),
+        train_dataset=SpeechDataset(train_utts, processor, augment(recipe)),
         eval_dataset=SpeechDataset(valid_utts, processor),
         data_collator=Collator(pad_id, recipe.padding_side, ctc=recipe.ctc_weight > 0),
         processing_class=processor,  # checkpoints carry the tokenizer, feature extractor and template

@@ -1,0 +1,79 @@
+"""Does cutting a long recording into pieces cost accuracy? Whole recording vs sentence by sentence.
+
+    python benchmarks/bench_longform_accuracy.py [--model demo] [--seeds 2024,7,11] [--max-piece-s 30,15]
+
+Each consultation is --sentences held-out synthetic sentences (`medasr.synth`, never in the demo
+model's training split) spoken by espeak-ng (en-us, default speed and pitch) one after another
+with 0.8-2.5 s pauses, over -60 dBFS white noise, as in tests/test_longform.py. It is transcribed
+twice with the same model: whole (speech detection, pieces of at most --max-piece-s seconds of
+several sentences, merged) and as the exact stretches of the same noisy signal that hold one
+sentence each. Prints the normalised WER (`medasr.text.basic`, jiwer) of both, per recording and
+pooled over all, and the piece lengths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+
+from medasr import synth
+from medasr.audio import SAMPLE_RATE, load_audio
+from medasr.text import basic
+from medasr.transcribe import load_model
+
+
+def consultation(seed: int, n: int, tmp: Path) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
+    """Texts, the noisy 16 kHz signal and each sentence's (start, end) sample span."""
+    texts = synth.sentences(n, seed=seed, split="heldout")
+    rng = np.random.default_rng(seed)
+    parts, spans, pos = [], [], 0
+    for i, text in enumerate(texts):
+        synth.render(text, tmp / f"{seed}-{i}.wav", voice="en-us", speed=175, pitch=50)
+        clip = load_audio(tmp / f"{seed}-{i}.wav").samples
+        gap = np.zeros(int(rng.uniform(0.8, 2.5) * SAMPLE_RATE), np.float32)
+        spans.append((pos, pos + len(clip)))
+        parts += [clip, gap]
+        pos += len(clip) + len(gap)
+    signal = np.concatenate(parts) + rng.normal(0, 0.001, pos).astype(np.float32)  # -60 dBFS room
+    return texts, np.clip(signal, -1, 1), spans
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--seeds", default="2024,7,11", help="one consultation per sentence seed")
+    ap.add_argument("--sentences", type=int, default=14, help="sentences per consultation")
+    ap.add_argument("--max-piece-s", default="30", help="comma-separated piece limits to compare")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    asr = load_model(args.model, device="cpu")
+    limits = [float(v) for v in args.max_piece_s.split(",")]
+    refs, parts, wholes = [], [], {limit: [] for limit in limits}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            texts, signal, spans = consultation(seed, args.sentences, Path(tmp))
+            ref = " ".join(basic(t) for t in texts)
+            one = " ".join(basic(r.text) for r in asr.transcribe([(signal[a:b], SAMPLE_RATE) for a, b in spans]))
+            refs.append(ref)
+            parts.append(one)
+            line = f"seed {seed} ({len(signal) / SAMPLE_RATE:.0f} s): one by one {jiwer.wer(ref, one):.1%}"
+            for limit in limits:
+                whole = asr.transcribe([(signal, SAMPLE_RATE)], max_piece_s=limit)[0]
+                wholes[limit].append(basic(whole.text))
+                pieces = ", ".join(f"{s.end - s.start:.0f}" for s in whole.segments)
+                line += f" | whole, pieces <= {limit:g} s [{pieces}]: {jiwer.wer(ref, wholes[limit][-1]):.1%}"
+            print(line, flush=True)
+    print(f"pooled: one by one {jiwer.wer(refs, parts):.1%}", end="")
+    for limit in limits:
+        print(f" | whole, pieces <= {limit:g} s: {jiwer.wer(refs, wholes[limit]):.1%}", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()
