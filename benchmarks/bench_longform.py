@@ -31,13 +31,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from _peak import child_env  # beside this script
+
 CHILD = """
 import json, sys, time
 from medasr.audio import load_audio
 from medasr.transcribe import load_model
-
-def hwm():  # peak resident set (VmHWM), in MB
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+from _peak import peak_mb, reset_peak
 
 path, mode, warm, model, tokens, batch = sys.argv[1:7]
 asr = load_model(model, device="cpu", batch_size=int(batch))
@@ -46,12 +46,9 @@ if mode == "clips":  # the reference: two full batches of 30 s clips already in 
     head = load_audio(warm).samples
     starts = [(i * 480000) % (len(head) - 480000) for i in range(2 * int(batch))]
     clips = [(head[s : s + 480000].copy(), 16000) for s in starts]
-warmed = hwm()
-try:  # reset the peak, so what follows is measured on its own (Linux >= 4.0)
-    open("/proc/self/clear_refs", "w").write("5")
-except OSError:
-    pass
-base = hwm()
+warmed = peak_mb()
+reset_peak()
+base = peak_mb()
 t = time.perf_counter()
 if mode == "stream":
     source = path
@@ -61,7 +58,7 @@ else:
     source = clips
 outs = asr.transcribe(source, max_new_tokens=int(tokens))
 dt = time.perf_counter() - t
-print(json.dumps({"warmed": warmed, "base": base, "peak": hwm(), "seconds": dt,
+print(json.dumps({"warmed": warmed, "base": base, "peak": peak_mb(), "seconds": dt,
                   "segments": sum(len(o.segments) for o in outs), "duration": sum(o.duration for o in outs),
                   "error": next((o.error for o in outs if o.error), None)}))
 """
@@ -116,7 +113,7 @@ def main() -> None:
               f"would be {seconds * 16000 * 4 / 2**20:.0f} MB of float32)")
         for mode in args.modes.split(","):
             cmd = [sys.executable, "-c", CHILD, str(path), mode, str(warm), model, str(args.max_new_tokens), str(args.batch_size)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=child_env())
             r = json.loads(out.stdout.strip().splitlines()[-1])
             what = {
                 "stream": "stream: transcribe(path)",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from medasr import synth
-from medasr.audio import SAMPLE_RATE, load_audio
+from medasr.audio import SAMPLE_RATE
 from medasr.text import basic
 from medasr.transcribe import load_model
 
@@ -31,15 +31,10 @@ def consultation(seed: int, n: int, tmp: Path) -> tuple[list[str], np.ndarray, l
     """Texts, the noisy 16 kHz signal and each sentence's (start, end) sample span."""
     texts = synth.sentences(n, seed=seed, split="heldout")
     rng = np.random.default_rng(seed)
-    parts, spans, pos = [], [], 0
-    for i, text in enumerate(texts):
-        synth.render(text, tmp / f"{seed}-{i}.wav", voice="en-us", speed=175, pitch=50)
-        clip = load_audio(tmp / f"{seed}-{i}.wav").samples
-        gap = np.zeros(int(rng.uniform(0.8, 2.5) * SAMPLE_RATE), np.float32)
-        spans.append((pos, pos + len(clip)))
-        parts += [clip, gap]
-        pos += len(clip) + len(gap)
-    signal = np.concatenate(parts) + rng.normal(0, 0.001, pos).astype(np.float32)  # -60 dBFS room
+    work = tmp / str(seed)
+    work.mkdir()
+    clean, spans = synth.spoken_in_turn(texts, work, rng)
+    signal = clean + rng.normal(0, 0.001, len(clean)).astype(np.float32)  # -60 dBFS room
     return texts, np.clip(signal, -1, 1), spans
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from _peak import child_env  # beside this script
 
 from medasr import vad
 from medasr.audio import SAMPLE_RATE, load_audio
@@ -105,22 +106,17 @@ CHILD = """
 import resource, sys, time
 from medasr import vad
 from medasr.audio import load_audio
-
-def hwm():  # peak resident set (VmHWM), in MB
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+from _peak import peak_mb, reset_peak
 
 vad.pieces(sys.argv[3])  # a short file of the same kind: loads libraries and warms torch up
 after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-try:  # reset the peak, so what follows is measured on its own (Linux >= 4.0)
-    open("/proc/self/clear_refs", "w").write("5")
-except OSError:
-    pass
-base = hwm()
+reset_peak()
+base = peak_mb()
 t = time.perf_counter()
 audio = load_audio(sys.argv[1]).samples if sys.argv[2] == "whole" else sys.argv[1]
 found = vad.pieces(audio)
 dt = time.perf_counter() - t
-print(after_imports, base, hwm(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, dt, len(found),
+print(after_imports, base, peak_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, dt, len(found),
       max(p.duration for p in found))
 """
 
@@ -137,7 +133,8 @@ def bench_memory(clips, minutes: float, rate: int, tmp: Path) -> None:
     sf.write(warm, np.zeros((2 * rate, 2), np.float32), rate, format="FLAC", subtype="PCM_16")
     for mode, what in (("stream", "vad.pieces(path): streamed"), ("whole", "load_audio(path) then vad.pieces")):
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), mode, str(warm)], check=True, capture_output=True, text=True
+            [sys.executable, "-c", CHILD, str(path), mode, str(warm)],
+            check=True, capture_output=True, text=True, env=child_env(),
         )
         imports, base, peak, maxrss, dt, count, longest = (float(x) for x in out.stdout.split())
         print(

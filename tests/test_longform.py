@@ -298,16 +298,8 @@ def test_long_consultation_transcribes_about_as_well_as_its_parts(tmp_path):
     from medasr.text import basic
 
     texts = synth.sentences(14, seed=2024, split="heldout")
-    rng = np.random.default_rng(2)
-    parts, spans, pos = [], [], 0
-    for i, text in enumerate(texts):
-        synth.render(text, tmp_path / f"{i}.wav", voice="en-us", speed=175, pitch=50)
-        clip = load_audio(tmp_path / f"{i}.wav").samples
-        spans.append((pos, pos + len(clip)))
-        gap = np.zeros(int(rng.uniform(0.8, 2.5) * SR), np.float32)
-        parts += [clip, gap]
-        pos += len(clip) + len(gap)
-    long = _write(tmp_path / "consultation.flac", parts, seed=1)
+    clean, spans = synth.spoken_in_turn(texts, tmp_path, np.random.default_rng(2))
+    long = _write(tmp_path / "consultation.flac", [clean], seed=1)
     signal = load_audio(long).samples
     assert len(signal) / SR > 60
 

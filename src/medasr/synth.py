@@ -290,6 +290,27 @@ def render(text: str, path: str | Path, voice: str = "en-us", speed: int = 160, 
     return len(samples) / SAMPLE_RATE
 
 
+def spoken_in_turn(
+    texts: Iterable[str], workdir: str | Path, rng: np.random.Generator,
+    pause_s: tuple[float, float] = (0.8, 2.5), voice: str = "en-us",
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """`texts` spoken one after another (espeak-ng at its default speed and pitch), each followed by
+    a pause drawn from `pause_s` with `rng`: the 16 kHz signal, digitally silent between texts,
+    and each text's (start, end) sample span. A synthetic dictation or consultation whose
+    sentence boundaries are known; the clips are written to `workdir`."""
+    from medasr.audio import SAMPLE_RATE, load_audio
+
+    parts, spans, pos = [], [], 0
+    for i, text in enumerate(texts):
+        render(text, Path(workdir) / f"{i}.wav", voice=voice, speed=175, pitch=50)
+        clip = load_audio(Path(workdir) / f"{i}.wav").samples
+        spans.append((pos, pos + len(clip)))
+        pause = np.zeros(int(rng.uniform(*pause_s) * SAMPLE_RATE), np.float32)
+        parts += [clip, pause]
+        pos += len(clip) + len(pause)
+    return np.concatenate(parts), spans
+
+
 def synthesize(out_dir: str | Path, n: int, seed: int = 0, voices: Iterable[str] | None = None,
                split: str = "train", *, noise_db: float | None = None, gain_db: float = 0.0,
                speeds: tuple[int, int] = SPEEDS, pitches: tuple[int, int] = PITCHES,
