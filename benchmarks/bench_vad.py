@@ -31,7 +31,7 @@ from _peak import child_env  # beside this script
 from medasr import vad
 from medasr.audio import SAMPLE_RATE, load_audio
 
-AUDIO = Path("/work/shared/audio")
+AUDIO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 SENTENCES = [
     "The patient presents with acute chest pain radiating to the left arm.",
     "Start metoprolol twenty five milligrams twice daily and recheck in two weeks.",
@@ -49,7 +49,7 @@ def speech_clips(tmp: Path) -> list[np.ndarray]:
             clip, rate = sf.read(out, dtype="float32")
             clips.append(soxr.resample(clip, rate, SAMPLE_RATE).astype(np.float32))
     if not clips:
-        sys.exit("no speech: neither /work/shared/audio nor espeak-ng is available")
+        sys.exit("no speech: neither tests/fixtures/audio nor espeak-ng is available")
     return clips
 
 

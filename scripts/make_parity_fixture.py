@@ -31,7 +31,7 @@ Commands (from the repository root):
   /tmp/venv-qwenasr/bin/python scripts/make_parity_fixture.py --step official
   python scripts/make_parity_fixture.py --step check
 
-Needs espeak-ng and ffmpeg on PATH for `build`, and /work/shared/audio/jfk.flac (--jfk).
+Needs espeak-ng and ffmpeg on PATH for `build`, and tests/fixtures/audio/jfk.flac (--jfk).
 """
 
 from __future__ import annotations
@@ -540,7 +540,7 @@ def main() -> None:
     parser.add_argument(
         "--venv-python", default="/tmp/venv-qwenasr/bin/python", help="python of the qwen-asr venv (for --step all)"
     )
-    parser.add_argument("--jfk", default="/work/shared/audio/jfk.flac")
+    parser.add_argument("--jfk", default=str(ROOT / "tests" / "fixtures" / "audio" / "jfk.flac"))
     parser.add_argument("--init-std", type=float, default=INIT_STD)
     args = parser.parse_args()
     if args.step == "build":

@@ -3,15 +3,14 @@ in both checkpoint formats, and short speech clips spoken by espeak-ng."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-# The project's shared recordings lie beside the checkout (as in CI's fresh clone).
-SHARED_AUDIO = Path(os.environ.get("MEDASR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "audio"
+# Real recordings kept in the repository (origin and licence: fixtures/audio/README.md).
+SHARED_AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
 
 TOKENIZER_TEXTS = [
     "The patient was started on 40 milligrams of atorvastatin once daily.",
@@ -63,5 +62,5 @@ def speech_clips(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="session")
 def shared_audio() -> Path:
     if not SHARED_AUDIO.exists():
-        pytest.fail(f"the shared recordings are missing: {SHARED_AUDIO}")
+        pytest.fail(f"the test recordings are missing: {SHARED_AUDIO}")
     return SHARED_AUDIO
