@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _peak import child_env  # beside this script
+from _peak import child_env  # noqa: E402 (beside this script, found through sys.path above)
 
 CHILD = """
 import json, sys, time

@@ -20,10 +20,10 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
 COMMON = (
-    "the a of and to in is was for on with that it as at by from this be have not are but or "
-    "patient doctor said took daily we will check your blood again today after before morning "
-    "night pain history family started weeks two three days since last visit follow up normal "
-    "results showed mild severe left right side also any other questions about medication"
+    "the a of and to in is was for on with that it as at by from this be have not are but or patient "
+    "doctor said took daily we will check your blood again today after before morning night pain history "
+    "family started weeks two three days since last visit follow up normal results showed mild severe "
+    "left right side also any other questions about medication"
 ).split()
 DOSES = ("5 mg", "15 mg", "2.5 mg", "500 mg", "1,000 mg", "20 mL", "10 units", "0.5 mcg", "40 %")
 

@@ -58,7 +58,7 @@ def test_bytes_base64_data_url_and_array_give_the_same_signal(speech_clips):
 
 def test_http_url_is_fetched(speech_clips):
     directory = str(speech_clips[0].parent)
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=directory, **k)  # noqa: E731
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=directory, **k)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -3,7 +3,7 @@ import pytest
 
 from medasr.audio import load_audio
 from medasr.checkpoint import load
-from medasr.engine import Engine, Request, default_max_new_tokens
+from medasr.engine import Engine, default_max_new_tokens
 from medasr.transcribe import load_model
 
 

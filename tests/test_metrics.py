@@ -176,11 +176,11 @@ def test_default_terms_come_from_the_lexicon(tmp_path):
 
 
 def test_repetition_loop():
-    assert metrics.repetition_loop("no no no no".split())
-    assert not metrics.repetition_loop("no no no".split())
+    assert metrics.repetition_loop(["no", "no", "no", "no"])
+    assert not metrics.repetition_loop(["no", "no", "no"])
     assert metrics.repetition_loop(("x " + "take the pill " * 4).split())
-    assert not metrics.repetition_loop("take the pill take the pill take the pill".split())
-    assert metrics.repetition_loop("a b a b a b a b".split(), min_repeats=4)
+    assert not metrics.repetition_loop(["take", "the", "pill", "take", "the", "pill", "take", "the", "pill"])
+    assert metrics.repetition_loop(["a", "b", "a", "b", "a", "b", "a", "b"], min_repeats=4)
 
 
 def test_hallucination_indicators():

@@ -78,7 +78,7 @@ def test_cli_answers_as_the_official_for_both_formats(tmp_path):
         for model in (FIXTURE / "model", converted):
             cmd = [sys.executable, "-m", "medasr", "transcribe", "--model", str(model), "--format", "json", "--max-new-tokens", str(MAX_NEW)]
             cmd += [str(FIXTURE / "audio" / c) for c in clips] + (["--context", context] if context else [])
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             assert out.returncode == 0, out.stderr
             got = {Path(r["source"]).name: r["text"] for r in json.loads(out.stdout)}
             assert got == {c: want[c] for c in clips}

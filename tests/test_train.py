@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TOKENIZER_TEXTS
 
 from medasr.errors import UserError
 from medasr.prompt import IM_END, answer_prefix, prompt_text
 from medasr.records import Utterance
 from medasr.train.collator import IGNORE, Collator, encode
 from medasr.train.recipe import Recipe, RecipeError, load_recipe
-
-from conftest import TOKENIZER_TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -381,7 +381,7 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None) -> dict | None:
 
         asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size)
         prefix = f"[rank {shard.rank}] " if shard.world_size > 1 else ""
-        for spec, rows in datasets:
+        for spec, _rows in datasets:
             if not todo[spec.name]:
                 continue
             path = predictions_path(out_dir, system, spec.name, shard)

@@ -180,7 +180,7 @@ def build_model(config: Qwen3ASRConfig, seed: int = 0, init_std: float | None = 
     model = Qwen3ASRForConditionalGeneration(config)
     if init_std is not None:
         with torch.no_grad():
-            for name, p in model.named_parameters():
+            for _name, p in model.named_parameters():
                 if p.dim() >= 2:
                     p.normal_(0.0, init_std)
     model.generation_config = GenerationConfig(

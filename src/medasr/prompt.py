@@ -74,7 +74,7 @@ def audio_token_count(n_mel_frames: int) -> int:
 def fix_repetitions(text: str, threshold: int = 20) -> str:
     """Collapse a character repeated more than `threshold` times, then a 1-20 character pattern
     repeated `threshold`+ times, to one copy (the official clean-up, same order)."""
-    text = re.sub(r"(.)\1{%d,}" % threshold, r"\1", text, flags=re.DOTALL)
+    text = re.sub(rf"(.)\1{{{threshold},}}", r"\1", text, flags=re.DOTALL)
     return _fix_pattern_repeats(text, threshold)
 
 

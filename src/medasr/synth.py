@@ -245,7 +245,7 @@ def available_voices(language: str = "en") -> list[str]:
 
 def check_voice(voice: str) -> None:
     """Raise UserError unless espeak-ng can speak with `voice` (checked once, before a long run)."""
-    proc = subprocess.run([_espeak(), "-v", voice, "-q", "a"], capture_output=True, text=True)
+    proc = subprocess.run([_espeak(), "-v", voice, "-q", "a"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise UserError(f"espeak-ng has no voice {voice!r}; English voices here: "
                         f"{', '.join(available_voices('en'))}")
@@ -272,7 +272,7 @@ def render(text: str, path: str | Path, voice: str = "en-us", speed: int = 160, 
         proc = subprocess.run(
             [_espeak(), "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-w", str(raw),
              "--stdin"],
-            input=text, capture_output=True, text=True,
+            input=text, capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0 or not raw.exists():
             raise UserError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.strip()} "

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             path = out_dir / "transcripts.jsonl"
             if path.exists() and not args.overwrite:
                 done = {json.loads(line)["source"] for line in path.read_text().splitlines() if line.strip()}
-            jsonl_file = open(path, "w" if args.overwrite else "a", encoding="utf-8")
+            jsonl_file = open(path, "w" if args.overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in finally)
         elif not args.overwrite:
             done = {s for s in inputs if out_paths[s].exists()}
     todo = [s for s in inputs if s not in done]

@@ -103,7 +103,7 @@ def _read_tsv(root: Path, tsv: Path, split: str, language: str) -> Iterator[Utte
                 elif name in shards:
                     tar_path, member = shards[name]
                     if tar_path not in open_tars:
-                        open_tars[tar_path] = tarfile.open(tar_path)
+                        open_tars[tar_path] = tarfile.open(tar_path)  # noqa: SIM115 (kept open across clips, closed at the end)
                     audio = open_tars[tar_path].extractfile(member).read()
             if audio is None:
                 places = [str(d) for d in flat] + ([str(shard_dir)] if shard_dir.is_dir() else [])

@@ -227,7 +227,5 @@ class Batcher:
         self.metrics.batch_seconds.observe(took)
         self.metrics.audio_seconds.inc(sum(len(r.samples) for r in requests) / SAMPLE_RATE)
         for it, res in zip(items, results):
-            try:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
                 it.job.loop.call_soon_threadsafe(it.job.results.put_nowait, (it.index, res))
-            except RuntimeError:  # the event loop is gone (shutting down)
-                pass

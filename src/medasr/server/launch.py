@@ -24,7 +24,7 @@ def free_port() -> int:
 def running_server(args: list[str], ready_timeout_s: float = 180.0, env: dict | None = None) -> Iterator[str]:
     """Start `medasr serve ARGS` on 127.0.0.1, wait until /ready answers 200, yield its base URL."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="medasr-serve-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="medasr-serve-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the server)
     cmd = [sys.executable, "-m", "medasr", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"

@@ -102,9 +102,9 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~", "")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~", ""))
+        if is_none and type(None) in args:
+            return None
         for arg in args:
             if arg is type(None):
                 continue
