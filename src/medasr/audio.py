@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medasr.defaults import SAMPLE_RATE
 from medasr.errors import AudioError
 
-SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".wma", ".aiff", ".aif"}
 MAX_URL_BYTES = 200 * 1024 * 1024
 URL_TIMEOUT_S = 30.0

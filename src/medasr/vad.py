@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from medasr.audio import SAMPLE_RATE, Audio, stream_audio
+from medasr.defaults import MAX_PIECE_S, VAD_METHODS
 from medasr.errors import ModelLoadError
 
 WINDOW = 512  # silero's window at 16 kHz (32 ms)
@@ -51,7 +52,7 @@ class VadOptions:
     min_speech_ms: int = 250  # shorter regions are dropped (clicks, breaths)
     min_silence_ms: int = 200  # a region ends after this much silence (short pauses give cut points)
     speech_pad_ms: int = 200  # regions grow this much each side (at most half the gap)
-    max_piece_s: float = 30.0  # no piece is longer (Qwen3-ASR is trained on <= 30 s)
+    max_piece_s: float = MAX_PIECE_S  # no piece is longer
     cut_search_s: float = 5.0  # a long region is cut at its quietest point this far before the limit
     energy_margin_db: float = 10.0  # "energy": speech is this much above the local noise floor
     energy_min_dbfs: float = -55.0  # "energy": never speech below this level
@@ -60,8 +61,8 @@ class VadOptions:
     threads: int | None = 1  # torch threads while silero runs (tiny convs: more threads only contend)
 
     def __post_init__(self):
-        if self.method not in ("silero", "energy", "none"):
-            raise ValueError(f"unknown VAD method {self.method!r}: use 'silero', 'energy' or 'none'")
+        if self.method not in VAD_METHODS:
+            raise ValueError(f"unknown VAD method {self.method!r}: use {', '.join(map(repr, VAD_METHODS))}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError("threshold must be between 0 and 1")
         if self.max_piece_s < 1.0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"  # kept equal to checkpoint.DEFAULT_MODEL (no heavy import here)
+from medasr.defaults import DEFAULT_MODEL
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
