@@ -40,7 +40,8 @@ QUIET_HOPS = 12  # the "quietest ~100 ms" window for cuts (96 ms)
 AudioInput = np.ndarray | Audio | str | os.PathLike | Iterable[np.ndarray]
 
 __all__ = [  # stream_audio lives in medasr.audio now; re-exported for existing callers
-    "Piece", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration", "speech_regions", "stream_audio",
+    "Piece", "SpeechProbabilities", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration",
+    "quietest_point", "speech_regions", "stream_audio",
 ]
 
 
@@ -296,6 +297,39 @@ def _quietest(power: np.ndarray, lo: int, hi: int) -> int:
     sums = np.convolve(power[first : last + QUIET_HOPS], np.ones(QUIET_HOPS), mode="valid")
     j = len(sums) - 1 - int(np.argmin(sums[::-1]))
     return (first + j) * HOP + QUIET_HOPS * HOP // 2
+
+
+def quietest_point(samples: np.ndarray, lo: int, hi: int) -> int:
+    """The centre of the quietest ~100 ms inside samples [lo, hi] (the latest on ties): where a
+    piece too long for the model is cut, offline and live alike."""
+    first = max(0, lo - lo % HOP)
+    seg = samples[first : hi + HOP]
+    n = len(seg) - len(seg) % HOP
+    power = np.square(seg[:n], dtype=np.float64).reshape(-1, HOP).mean(axis=1).astype(np.float32)
+    return first + _quietest(power, lo - first, hi - first)
+
+
+class SpeechProbabilities:
+    """Silero speech probabilities for a live stream: feed 16 kHz blocks of any size, get one
+    probability per 32 ms window as soon as the window is complete (state carried across calls,
+    so the scores equal those of the whole signal at once)."""
+
+    window = WINDOW
+
+    def __init__(self, options: VadOptions | None = None):
+        self._runner = _SileroRunner(options or VadOptions())
+        self._tail = np.zeros(0, np.float32)
+        self.windows = 0  # complete windows scored so far
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        buf = np.concatenate([self._tail, np.asarray(block, dtype=np.float32).reshape(-1)])
+        full = len(buf) - len(buf) % WINDOW
+        self._tail = buf[full:]
+        if not full:
+            return np.zeros(0, np.float32)
+        probs = self._runner(buf[:full])
+        self.windows += len(probs)
+        return probs
 
 
 # ---------------------------------------------------------------- silero model
