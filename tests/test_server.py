@@ -131,7 +131,9 @@ def test_prompt_and_language_reach_the_model(client, clip, direct):
     context = "metoprolol, atorvastatin"
     assert transcribe(client, clip, prompt=context).text == direct(clip, context=context)
     assert transcribe(client, clip, language="de").text == direct(clip, language="German")
-    assert transcribe(client, clip, temperature=0.7).text == direct(clip)  # accepted, still greedy
+    sampled = transcribe(client, clip, temperature=0.7, extra_body={"seed": 7}).text
+    assert sampled == direct(clip, temperature=0.7, seed=7)  # sampled, seeded per request
+    assert sampled == transcribe(client, clip, temperature=0.7, extra_body={"seed": 7}).text
 
 
 def test_streaming_events(client, clip, direct):

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from medasr.cli._common import add_model_arguments
+from medasr.defaults import DEFAULT_VAD, VAD_METHODS
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible transcription API and a web page"
@@ -15,9 +16,12 @@ Endpoints: POST /v1/audio/transcriptions (OpenAI's, with json, text, srt, vtt, v
 streaming), POST /v1/chat/completions (vLLM's audio_url / input_audio style), GET /v1/models,
 GET /health, GET /ready, GET /metrics (Prometheus), and a web page at /.
 
-Concurrent requests share model batches: up to --max-batch-size pieces, waiting at most
---max-wait-ms for company. Audio longer than 30 s is split into pieces that batch too.
-Beyond --max-queue requests in flight the server answers 429 with Retry-After.
+Every upload goes through speech detection (--vad): audio without speech gets an empty
+transcript, never invented text. Concurrent requests share the model: up to --max-batch-size
+sequences are decoded together and a new request joins at the next step (continuous
+batching). Audio longer than 30 s is split into pieces that batch too. Beyond --max-queue
+requests in flight the server answers 429 with Retry-After. Requests naming a model other than
+--served-model-name get 404.
 
 examples:
   medasr serve --model demo
@@ -32,15 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     g.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     g.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/* (default: none)")
-    g.add_argument("--served-model-name", default=None, help="model id listed by /v1/models (default: --model)")
+    g.add_argument("--served-model-name", nargs="+", default=None, metavar="NAME",
+                   help="model names to answer to and list in /v1/models; requests naming another model get 404 "
+                   "(default: the --model value and its last path part)")  # fmt: skip
     g.add_argument("--language", default="English", help="language when a request names none, or 'auto' (default: English)")
     g = p.add_argument_group("batching")
-    g.add_argument("--max-batch-size", type=int, default=16, help="pieces per model batch (default: 16)")
-    g.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for company (default: 10)")
+    g.add_argument("--max-batch-size", type=int, default=16, help="sequences decoded together (default: 16)")
+    g.add_argument("--live-rows", type=int, default=2,
+                   help="of those, rows kept for live streams so their updates never queue behind uploads (default: 2)")
+    g.add_argument("--max-wait-ms", type=float, default=10.0,
+                   help="how long an idle model waits for requests already arriving (default: 10)")
     g.add_argument("--max-queue", type=int, default=256, help="requests in flight before 429 (default: 256)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="token cap per piece (default: grows with duration)")
-    g.add_argument("--vad", default="silero", choices=["silero", "energy", "none"],
-                   help="how audio over 30 s is split: speech detection, or none (cut at quiet points) (default: silero)")  # fmt: skip
+    g.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_METHODS,
+                   help="speech detection on every upload: audio without speech gets an empty transcript and no model "
+                   "call, audio over 30 s is cut into pieces of speech; none: off (default: silero)")  # fmt: skip
     g = p.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: 25)")
     g.add_argument("--max-audio-s", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
@@ -65,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
-        api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size,
+        api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size, live_rows=args.live_rows,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,
         max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,

@@ -55,17 +55,6 @@ def language_param(value: str | None, default: str) -> str | None:
         raise ApiError(400, str(err), param="language", code="unsupported_language") from None
 
 
-def flag(value: object, param: str) -> bool:
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", ""):
-        return False
-    raise ApiError(400, f"{param} must be true or false", param=param)
-
-
 async def decode(data: bytes, label: str, config: ServerConfig, param: str = "file"):
     """Bytes -> 16 kHz samples off the event loop; 400 for bad audio, 413 past the duration cap."""
     if len(data) > config.max_upload_bytes:

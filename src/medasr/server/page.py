@@ -106,7 +106,6 @@ $("transcribe").addEventListener("click", async () => {
   const form = new FormData();
   if (recording) form.append("file", recording, recording.type.includes("ogg") ? "recording.ogg" : "recording.webm");
   else form.append("file", file, file.name);
-  form.append("model", "medasr");
   form.append("response_format", format);
   form.append("language", $("language").value.trim() || "en");
   if ($("prompt").value.trim()) form.append("prompt", $("prompt").value.trim());
