@@ -134,10 +134,12 @@ class Decoder:
     """Sequences in flight on one model; `admit` new ones, `step` all of them (module doc).
 
     static: CUDA-graph-friendly decode steps (bucketed rows, full-capacity reads); compile: wrap
-    the decode step in torch.compile (CUDA only; static shapes implied).
+    the decode step in torch.compile (static shapes implied); compile_options: torch.compile's
+    arguments (default: CUDA graphs, `mode="reduce-overhead"`).
     """
 
-    def __init__(self, engine: Engine, max_rows: int = 16, static: bool = False, compile: bool = False):
+    def __init__(self, engine: Engine, max_rows: int = 16, static: bool = False, compile: bool = False,
+                 compile_options: dict | None = None):  # fmt: skip
         self.engine = engine
         self.model = engine.model
         self.max_rows = max_rows
@@ -152,7 +154,8 @@ class Decoder:
         self._lm = self.model.model.language_model
         self._step_fn = self._decode_forward
         if compile:
-            self._step_fn = torch.compile(self._decode_forward, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            options = compile_options or {"mode": "reduce-overhead"}
+            self._step_fn = torch.compile(self._decode_forward, dynamic=False, **options)
 
     # ------------------------------------------------------------------ state
     @property
