@@ -6,38 +6,14 @@ server's duration cap all see the same, whole length."""
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ffmpeg
 
 from medasr.audio import SAMPLE_RATE, load_audio, probe_duration, stream_audio
 from medasr.errors import AudioError
-
-
-def _ffmpeg(*args) -> None:
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed (apt-get install ffmpeg): it makes the test MP3s")
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
-
-
-@pytest.fixture(scope="session")
-def mp3s(shared_audio, tmp_path_factory) -> dict:
-    """11 s at 192 kb/s then 22 s at 32 kb/s (and a 22 s part at 22.05 kHz mono), no length headers."""
-    d = tmp_path_factory.mktemp("mp3s")
-    a, b, b22 = d / "a.mp3", d / "b.mp3", d / "b22.mp3"
-    _ffmpeg("-i", shared_audio / "jfk.flac", "-c:a", "libmp3lame", "-b:a", "192k", "-write_xing", "0", a)
-    speech = ("-i", shared_audio / "multilingual.mp3", "-t", "22")
-    _ffmpeg(*speech, "-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0", b)
-    _ffmpeg(*speech, "-ar", "22050", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "24k", "-write_xing", "0", b22)
-    joined, joined_rates = d / "joined.mp3", d / "joined_rates.mp3"
-    joined.write_bytes(a.read_bytes() + b.read_bytes())  # `cat a.mp3 b.mp3 > joined.mp3`
-    joined_rates.write_bytes(a.read_bytes() + b22.read_bytes())
-    vbr = d / "vbr.mp3"
-    _ffmpeg("-i", shared_audio / "jfk.flac", "-c:a", "libmp3lame", "-q:a", "6", "-write_xing", "0", vbr)
-    return {"a": a, "b": b, "b22": b22, "joined": joined, "joined_rates": joined_rates, "vbr": vbr}
 
 
 def _seconds(blocks) -> float:
@@ -122,7 +98,7 @@ def test_server_duration_cap_counts_packets_not_headers(mp3s, tmp_path):
     assert info.value.seconds == pytest.approx(33.07, abs=0.1)
     # a long stretch of compressed silence is refused from its packets, without decoding it
     silence = tmp_path / "silence.mp3"
-    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "600", "-c:a", "libmp3lame", "-b:a", "8k", silence)
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "600", "-c:a", "libmp3lame", "-b:a", "8k", silence)
     with pytest.raises(_TooLong) as info:
         _decode_capped(silence.read_bytes(), "silence.mp3", max_s=60.0)
     assert info.value.seconds == pytest.approx(600.0, abs=1.0)
