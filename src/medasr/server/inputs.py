@@ -17,7 +17,7 @@ from medasr.audio import SAMPLE_RATE, decode_bytes
 from medasr.audiofile import packet_seconds
 from medasr.errors import AudioError
 from medasr.prompt import normalize_language
-from medasr.server import urls
+from medasr.server import timeouts, urls
 from medasr.server.config import ServerConfig
 from medasr.server.errors import BODY_READ, DRAIN_FACTOR, ApiError
 
@@ -43,6 +43,8 @@ async def read_body(request: Request, limit: int, cap_mb: float) -> bytes:
             else:
                 chunks.append(chunk)
     except ClientDisconnect:
+        if (limit_s := timeouts.timed_out(request.scope)) is not None:  # cut off by server.timeouts
+            raise ApiError(408, f"the request body did not arrive within {limit_s:g} s", code="request_timeout") from None
         raise ApiError(400, "the client disconnected while sending the body") from None
     if too_big:
         raise ApiError(413, f"upload larger than this server's limit of {cap_mb:g} MB", code="request_too_large")
