@@ -7,6 +7,8 @@ and the signal is resampled with soxr at the quality librosa uses, as the offici
 `load_audio` decodes a source whole; `stream_audio` decodes a file block by block (long
 recordings), and `probe_duration` measures a file's length without decoding it. All three read
 to the end of the file whatever its header claims (`medasr.audiofile`), so they agree.
+`load_audio` keeps libsndfile's samples (what the official package loads) when they are the
+whole file, and decodes with FFmpeg otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".
 MAX_URL_BYTES = 200 * 1024 * 1024
 URL_TIMEOUT_S = 30.0
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+LENGTH_TOLERANCE_S = 0.2  # libsndfile's decode and FFmpeg's packet count agree to this (encoder delay, padding)
 
 
 @dataclass
@@ -134,9 +137,13 @@ def decode_bytes(data: bytes, label: str) -> np.ndarray:
 
 
 def _decode(source, label: str) -> np.ndarray:
-    """Every packet to the end of the file (FFmpeg), never a header's estimate of the length."""
+    """The whole file: libsndfile's samples where they provably are the whole file, else every
+    packet to the end of the file decoded by FFmpeg (never a header's estimate of the length)."""
     import soxr
 
+    whole = _libsndfile_whole(source, label)
+    if whole is not None:
+        return whole
     runs: list[tuple[int, list[np.ndarray]]] = []  # consecutive chunks of one sample rate
     for chunk, rate in audiofile.chunks(source, label):
         if runs and runs[-1][0] == rate:
@@ -150,6 +157,32 @@ def _decode(source, label: str) -> np.ndarray:
             mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
         parts.append(mono)
     return _finish(np.concatenate(parts) if parts else np.zeros(0, np.float32), label)
+
+
+def _libsndfile_whole(source, label: str) -> np.ndarray | None:
+    """libsndfile's decode, kept when its length agrees with FFmpeg's count of the file's packets.
+
+    libsndfile reads wav/flac/ogg/mp3 as the official package loads them (librosa -> soundfile),
+    sample for sample, but stops where the header says the file ends: an MP3 without a Xing/Info
+    header, recordings joined with `cat` (MP3, FLAC). Then (or when it cannot read the file at
+    all) the caller decodes with FFmpeg. The tolerance covers the encoder delay and padding that
+    libsndfile trims and the packet count includes.
+    """
+    import soundfile as sf
+
+    try:
+        array, rate = sf.read(source, dtype="float32", always_2d=True)
+    except Exception:  # not a libsndfile format, or it breaks part-way: FFmpeg decodes around damage
+        return None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    counted = audiofile.packet_seconds(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    if counted is not None and abs(len(array) / rate - counted) > LENGTH_TOLERANCE_S:
+        return None
+    return _prepare(array, rate, label, channels_last=True)
 
 
 def _prepare(array: np.ndarray, rate: int, label: str, channels_last: bool | None) -> np.ndarray:

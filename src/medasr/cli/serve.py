@@ -47,9 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: 25)")
     g.add_argument("--max-audio-s", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
     g.add_argument("--request-timeout-s", type=float, default=600.0, help="per-request deadline, then 504 (default: 600)")
+    from medasr.server.timeouts import MIN_RATE  # light: no server packages imported
+
     g.add_argument("--read-timeout-s", type=float, default=30.0,
                    help="time a client has to send a request's headers, and then its body (one more second per "
-                   "64 kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
+                   f"{MIN_RATE // 1024} kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
