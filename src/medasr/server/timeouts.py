@@ -26,6 +26,7 @@ import json
 
 MIN_RATE = 64 * 1024  # bytes a second that extend a body's deadline by one second each
 TIMED_OUT = "medasr.read_timed_out"  # scope key: the body did not arrive within this many seconds
+LINGER_S = 2.0  # after a 408 for late headers, input is read and dropped this long before closing
 
 
 def timed_out(scope) -> float | None:
@@ -125,6 +126,7 @@ def protocol(timeout_s: float, base: type | None = None) -> type:
             super().__init__(*args, **kwargs)
             self._timer: asyncio.TimerHandle | None = None
             self._in_request = False
+            self._lingering = False
             app = self.app
 
             async def app_of_this_connection(scope, receive, send):
@@ -142,6 +144,8 @@ def protocol(timeout_s: float, base: type | None = None) -> type:
             self._start_timer()
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                return  # answered 408: what still trickles in is dropped
             if self._timer is None and not self._in_request:  # the first bytes of the next request
                 self._start_timer()
             super().data_received(data)
@@ -168,6 +172,11 @@ def protocol(timeout_s: float, base: type | None = None) -> type:
                 b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                 + f"content-length: {len(body)}\r\n\r\n".encode() + body
             )
-            transport.close()
+            # A lingering close: closing with unread bytes from the client would send a reset,
+            # which can destroy the answer before the client reads it. Half-close, drop input, close.
+            self._lingering = True
+            if transport.can_write_eof():
+                transport.write_eof()
+            self.loop.call_later(LINGER_S, transport.close)
 
     return HeaderTimeoutProtocol
