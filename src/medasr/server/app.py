@@ -16,6 +16,7 @@ from medasr.server.config import ServerConfig
 from medasr.server.errors import ApiError, install_handlers
 from medasr.server.metrics import Metrics
 from medasr.server.page import PAGE
+from medasr.server.timeouts import ReadDeadline
 
 
 def load_engine(config: ServerConfig) -> Engine:
@@ -85,6 +86,7 @@ def create_app(
     app.state.started = time.time()
     install_handlers(app)
     app.include_router(router)
+    app.add_middleware(ReadDeadline, timeout_s=config.read_timeout_s, metrics=metrics)  # inside the count: 408s are counted
     app.add_middleware(_CountRequests, metrics=metrics)
 
     @app.get("/health")
