@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if ray and todo:
             _on_ray(todo, args, ray, lambda i, t: emit(i, t, todo))
-        for start in range(0, len(todo) if asr else 0, CHUNK):
+        for start in range(0, len(todo), CHUNK) if asr is not None else ():
             chunk = todo[start : start + CHUNK]
             asr.transcribe(
                 chunk,
