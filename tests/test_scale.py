@@ -199,3 +199,11 @@ def test_without_ray_the_flag_says_how_to_install_it(tiny_model, tmp_path):
 def test_ray_options_without_ray_are_an_error(tiny_model, tmp_path, capsys):
     assert main(["transcribe", str(tmp_path / "a.wav"), "--model", str(tiny_model["transformers"]), "--workers", "2"]) == 2
     assert "--workers applies to --ray runs" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(cluster, corpus, tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    assert main(["transcribe", str(corpus["clips"][0]), "--model", str(missing), "--ray", "local"]) == 2
+    err = capsys.readouterr().err
+    assert "error: model worker" in err and f"model directory '{missing}' does not exist" in err
+    assert "Traceback" not in err

@@ -166,18 +166,24 @@ class Transcriber:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from medasr.engine import Request
+        from medasr.errors import UserError
 
         s = self.settings
         rows = [i for i, k in enumerate(batch["piece"]) if k >= 0]
         requests = [Request(np.array(batch["samples"][i], dtype=np.float32), s.context, s.language, s.max_new_tokens)
                     for i in rows]
-        results = self.load().run(requests) if requests else []
         out = np.empty(len(batch["piece"]), dtype=object)
         out[:] = b""
+        fatal = ""
+        try:
+            results = self.load().run(requests) if requests else []
+        except UserError as err:  # a model that cannot load: told to the driver, which stops the job
+            results, fatal = [], str(err)
         for i, r in zip(rows, results):
             out[i] = pickle.dumps(r)
+        n = len(out)
         return {"index": batch["index"], "piece": batch["piece"], "pieces": batch["pieces"], "info": batch["info"],
-                "result": out, "worker": np.array([self.worker] * len(out), dtype=object)}
+                "result": out, "worker": np.array([self.worker] * n, dtype=object), "fatal": np.array([fatal] * n, dtype=object)}
 
 
 def _node() -> str:
@@ -201,6 +207,7 @@ def run(items: Iterable[Item], settings: Settings, options: RayOptions, on_outco
     is called in this process, once per input, as each completes (in completion order)."""
     import ray
 
+    from medasr.errors import UserError
     from medasr.pipeline.assembler import assemble, failed
 
     stats = JobStats()
@@ -219,6 +226,8 @@ def run(items: Iterable[Item], settings: Settings, options: RayOptions, on_outco
         on_outcome(outcome)
 
     for row in ds.iter_rows():
+        if row["fatal"]:
+            raise UserError(f"model worker {row['worker']}: {row['fatal']}")
         index, k = int(row["index"]), int(row["piece"])
         if index in finished:
             stats.repeated += 1
