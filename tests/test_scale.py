@@ -204,9 +204,14 @@ def test_without_ray_the_flag_says_how_to_install_it(tiny_model, tmp_path):
     assert "--ray needs Ray 2.60.0 or later" in proc.stderr and "pip install 'medasr[ray]'" in proc.stderr
 
 
-def test_ray_options_without_ray_are_an_error(tiny_model, tmp_path, capsys):
-    assert main(["transcribe", str(tmp_path / "a.wav"), "--model", str(tiny_model["transformers"]), "--workers", "2"]) == 2
+def test_ray_option_mistakes_are_clear_errors(tiny_model, tmp_path, capsys):
+    model = ["--model", str(tiny_model["transformers"])]
+    assert main(["transcribe", str(tmp_path / "a.wav"), *model, "--workers", "2"]) == 2
     assert "--workers applies to --ray runs" in capsys.readouterr().err
+    assert main(["transcribe", str(tmp_path / "a.wav"), *model, "--ray", str(tmp_path / "b.wav")]) == 2
+    assert "not a cluster address" in capsys.readouterr().err  # an input taken as the address
+    assert main(["transcribe", str(tmp_path / "a.wav"), *model, "--ray", "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(cluster, corpus, tmp_path, capsys):

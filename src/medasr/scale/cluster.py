@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,9 @@ class RayOptions:
     cpus_per_worker: float = 1.0  # also the torch threads of a CPU worker
 
     def __post_init__(self):
+        if not (self.address in (LOCAL, "auto") or self.address.startswith("ray://") or re.fullmatch(r"\S+:\d+", self.address)):
+            raise UserError(f"--ray {self.address}: not a cluster address (local, auto, HOST:PORT or ray://HOST:PORT); "
+                            "an input right after --ray is taken as its address: write --ray=local, or put --ray last")
         if self.workers < 1:
             raise UserError("--workers must be at least 1")
         if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
