@@ -27,6 +27,7 @@ class Metrics:
     batch_seconds: Histogram
     audio_seconds: Counter
     dropped_pieces: Counter
+    realtime_sessions: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -45,6 +46,7 @@ class Metrics:
             dropped_pieces=Counter(
                 "medasr_dropped_pieces", "pieces dropped before their batch (client gone or deadline passed)", registry=r
             ),
+            realtime_sessions=Gauge("medasr_realtime_sessions", "live WebSocket sessions open", registry=r),
         )  # fmt: skip
 
     def render(self) -> tuple[bytes, str]:
