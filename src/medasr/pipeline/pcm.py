@@ -14,6 +14,7 @@ import numpy as np
 from medasr.defaults import SAMPLE_RATE
 
 SCALE = 1.0 / 32768.0
+RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)  # live PCM rates taken (OpenAI's: 24000; browsers': their device's)
 
 
 class PcmDecoder:

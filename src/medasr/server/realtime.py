@@ -30,15 +30,15 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from medasr.defaults import MIN_AUDIO_S
 from medasr.pipeline import events as ev
-from medasr.pipeline.pcm import PcmDecoder
+from medasr.pipeline.pcm import RATES, PcmDecoder
 from medasr.pipeline.session import LiveOptions, LiveSession
 from medasr.prompt import normalize_language
 from medasr.server import realtime_protocol as rt
@@ -47,12 +47,20 @@ from medasr.server.protocol import first_error
 
 log = logging.getLogger(__name__)
 
-RATES = (16000, 24000, 48000)  # audio/pcm rates accepted; OpenAI's is 24000
 DEFAULT_RATE = 24000
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 MAX_PENDING_FINALS = 8  # committed utterances waiting for their finals before the client is read more slowly
 FINISH_WAIT_S = 30.0  # at the end of a session, how long the finals of what was open may take
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_LATER = 1000, 1008, 1013
+
+# Sessions' audio work (speech detection, planning finals) runs on a few threads of its own,
+# off the event loop and apart from the request pool, so that no more threads than these run
+# torch beside the decoder. Each session awaits one call before the next: its order holds.
+_LIVE = ThreadPoolExecutor(4, thread_name_prefix="medasr-live")
+
+
+async def run_in_threadpool(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(_LIVE, fn, *args)
 
 
 class Refused(Exception):
