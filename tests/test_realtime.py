@@ -111,9 +111,9 @@ def test_official_client_streams_a_wav_and_finals_equal_offline(server, consult,
             }}})  # fmt: skip
             events = []
             reader = asyncio.create_task(_collect(conn, events))
-            for i in range(0, len(consult), CHUNK):  # real time, as a microphone would send it
+            for i in range(0, len(consult), CHUNK):  # twice real time: partial decodes happen as they would live
                 await conn.input_audio_buffer.append(audio=_b64(consult[i : i + CHUNK]))
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
             await conn.input_audio_buffer.commit()  # anything still open (the tail is silence: an error says so)
             await _settled(events)
             reader.cancel()
@@ -362,3 +362,44 @@ def test_session_limit_disconnect_idle_and_maximum_duration(limited, speech_clip
     assert idle_end.type == "error" and idle_end.error.code == "idle_timeout"
     assert [e.type for e in events] == ["error"] and events[0].error.code == "session_expired"
     assert lasted < 12
+
+
+# ---------------------------------------------------------------- medasr stream
+
+
+def test_cli_stream_locally_and_against_the_server(server, consult, offline, tmp_path):
+    """`medasr stream`: a file locally (JSONL events) and raw PCM from stdin to the server (text
+    lines) give the same finals, at the same times, and each equals offline transcription."""
+    import subprocess
+    import sys
+
+    wav = tmp_path / "consult.wav"
+    sf.write(wav, consult, RATE, subtype="PCM_16")
+    cmd = [sys.executable, "-m", "medasr", "stream", "--speed", "0", "--language", "en"]
+    local = subprocess.run([*cmd, "--model", "demo", "--device", "cpu", "--format", "jsonl", str(wav)],
+                           capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    remote = subprocess.run([*cmd, "--url", server + "/v1", "--api-key", KEY, "--rate", str(RATE), "-"],
+                            input=to_pcm16(consult), capture_output=True, timeout=300, check=True)  # fmt: skip
+    events = [json.loads(line) for line in local.stdout.splitlines()]
+    finals = [e for e in events if e["type"] == "completed"]
+    assert len(finals) == 2 and [e["item_id"] for e in finals] == [e["item_id"] for e in events if e["type"] == "committed"]
+    for e in finals:
+        assert e["transcript"]["text"] == offline(consult[round(e["start"] * RATE) : round(e["end"] * RATE)])
+    from medasr.cli._live_display import clock
+
+    lines = remote.stdout.decode().splitlines()
+    assert lines == [f"[{clock(e['start'])} - {clock(e['end'])}] {e['transcript']['text']}" for e in finals]
+
+
+def test_cli_stream_errors(server, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "medasr", "stream"]
+    missing = subprocess.run([*cmd, str(tmp_path / "nope.wav")], capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    (tmp_path / "a.raw").write_bytes(b"\0\0" * 1600)
+    with open(tmp_path / "a.raw", "rb") as pcm:
+        refused = subprocess.run([*cmd, "--url", server + "/v1", "--api-key", "wrong", "-"], stdin=pcm,
+                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert refused.returncode == 2 and "invalid_api_key" in refused.stderr and "Traceback" not in refused.stderr

@@ -51,7 +51,8 @@ PAGE = """<!doctype html>
 
 <fieldset>
   <legend>Live</legend>
-  <div><button id="live" type="button">Start live transcription</button> <span id="liveinfo">from the microphone: partial text grey, final text black</span></div>
+  <div><button id="live" type="button">Start live transcription</button>
+    <span id="liveinfo">from the microphone: partial text grey, final text black</span></div>
   <div id="livetext" data-finals="0"></div>
 </fieldset>
 
@@ -212,7 +213,8 @@ async function startLive() {
   localStorage.setItem("medasr-key", key);
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    const raw = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    stream = await navigator.mediaDevices.getUserMedia({ audio: raw });
   } catch (e) { status("Microphone unavailable: " + e.message, "error"); return; }
   const ctx = new AudioContext();  // the device's rate; the server resamples
   await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], { type: "application/javascript" })));
@@ -247,7 +249,8 @@ async function startLive() {
   ws.onclose = (e) => {
     stream.getTracks().forEach((t) => t.stop()); ctx.close();
     $("live").textContent = "Start live transcription"; $("live").classList.remove("on");
-    if ($("status").dataset.state !== "error") status(e.code === 1000 || live.stopping ? "Live transcription ended." : "Live connection closed (" + e.code + ").", "done");
+    const ended = e.code === 1000 || live.stopping ? "Live transcription ended." : "Live connection closed (" + e.code + ").";
+    if ($("status").dataset.state !== "error") status(ended, "done");
     live = null;
   };
 }
