@@ -188,7 +188,9 @@ async def accuracy(args, tmp: Path) -> None:
 
     torch.set_num_threads(args.threads)
     asr = load_model(args.model, device="cpu")
-    refs, streamed, offline, same, stretches = [], [], [], 0, 0
+    limits = [float(x) for x in args.offline_max_piece_s.split(",")]
+    refs, streamed, same, stretches = [], [], 0, 0
+    offline: dict[float, list[str]] = {limit: [] for limit in limits}
     first_lat, final_lat, partial_share = [], [], []
     with running_server(server_args(args, args.max_batch_size), env=thread_env(args)) as base:
         for seed in seeds(args):
@@ -197,7 +199,7 @@ async def accuracy(args, tmp: Path) -> None:
             utts = items(heard)
             ref = " ".join(basic(t) for t in c.texts)
             hyp = " ".join(basic(u["text"]) for u in utts)
-            off = basic(asr.transcribe(str(c.path), language="en")[0].text)
+            off = {limit: basic(asr.transcribe(str(c.path), language="en", max_piece_s=limit)[0].text) for limit in limits}
             # the stretches the stream committed, transcribed offline one by one: what its finals must be
             spans = [(round(u["audio_start"] * SAMPLE_RATE), round(u["audio_end"] * SAMPLE_RATE)) for u in utts]
             alone = asr.transcribe([(c.samples[a:b], SAMPLE_RATE) for a, b in spans], language="en")
@@ -205,17 +207,21 @@ async def accuracy(args, tmp: Path) -> None:
             stretches += len(utts)
             refs.append(ref)
             streamed.append(hyp)
-            offline.append(off)
+            for limit in limits:
+                offline[limit].append(off[limit])
             f, g, shown = latencies(c, utts)
             first_lat += f
             final_lat += g
             partial_share.append(shown)
             print(f"seed {seed} ({c.seconds:.0f} s, {len(utts)} utterances for {len(c.texts)} sentences): "
-                  f"WER stream {jiwer.wer(ref, hyp):.1%}, offline {jiwer.wer(ref, off):.1%}; "
+                  f"WER stream {jiwer.wer(ref, hyp):.1%}, offline {', '.join(f'{jiwer.wer(ref, off[x]):.1%}' for x in limits)}; "
                   f"first shown p50 {pct(f, 50):.2f} s, final p50 {pct(g, 50):.2f} s", flush=True)  # fmt: skip
-    ws, wo = jiwer.wer(refs, streamed), jiwer.wer(refs, offline)
-    print(f"pooled WER: stream {ws:.2%}, offline of the whole file {wo:.2%} (difference {100 * (ws - wo):+.2f} points); "
-          f"{same} of {stretches} finals equal offline transcription of their utterance's audio")  # fmt: skip
+    ws = jiwer.wer(refs, streamed)
+    print(f"pooled WER: stream {ws:.2%}; {same} of {stretches} finals equal offline transcription of their utterance's audio")
+    for limit in limits:
+        wo = jiwer.wer(refs, offline[limit])
+        print(f"pooled WER: offline transcription of the whole files, pieces <= {limit:g} s: {wo:.2%} "
+              f"(stream - offline: {100 * (ws - wo):+.2f} points)")  # fmt: skip
     print(f"latency from the end of a word to its first appearance: p50 {pct(first_lat, 50):.2f} s, p95 {pct(first_lat, 95):.2f} s; "
           f"to its final: p50 {pct(final_lat, 50):.2f} s, p95 {pct(final_lat, 95):.2f} s "
           f"({len(final_lat)} words; {np.mean(partial_share):.0%} shown in a partial before their final)")  # fmt: skip
@@ -346,6 +352,8 @@ def main() -> None:
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--seeds", default="2024,7,11", help="accuracy: one consultation per sentence seed")
     ap.add_argument("--sentences", type=int, default=14, help="accuracy: sentences per consultation")
+    ap.add_argument("--offline-max-piece-s", default="30,20,8",
+                    help="accuracy: piece limits of the offline transcriptions compared (`medasr transcribe --max-piece-s`)")
     ap.add_argument("--cost-minutes", type=float, default=30.0)
     ap.add_argument("--cost-speed", type=float, default=4.0, help="cost: times real time the long stream is sent at")
     ap.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 12, 16, 24, 32])
