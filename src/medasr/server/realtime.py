@@ -301,17 +301,22 @@ class Connection:
         self.pcm = PcmDecoder(self.settings.rate)
         self.loop = asyncio.get_running_loop()
         self.out: asyncio.Queue = asyncio.Queue()
-        self.session = LiveSession(scheduler, self.settings.options(config), self._emit)
+        self.scheduler = scheduler
+        self.session: LiveSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
+        # built off the event loop: its speech detector may have to load
+        self.session = await run_in_threadpool(LiveSession, self.scheduler, self.settings.options(self.config), self._emit)
         sender = asyncio.create_task(self._send_loop())
         try:
             self.send(rt.SessionCreated(session=self.settings.info(self.config, self.id, self.expires_at)))
             ended = await self._receive_loop()
             if ended is not None:  # the server ends it: finals of what is open first, then say why
                 await run_in_threadpool(self.session.finish)
-                await run_in_threadpool(self.session.wait, FINISH_WAIT_S)
+                waited = time.monotonic() + FINISH_WAIT_S
+                while self.session.pending_finals and time.monotonic() < waited:
+                    await asyncio.sleep(0.05)
                 self.send(rt.error_event(*ended, kind="invalid_request_error"))
                 self.out.put_nowait(_CLOSE)
                 with contextlib.suppress(TimeoutError):
