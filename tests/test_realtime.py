@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import re
 import time
 
@@ -31,6 +32,9 @@ else:
 KEY = "rt-key-0123456789"
 RATE = 16000
 CHUNK = 1600  # 100 ms
+# One torch thread per process: servers here run decodes, speech detection and the test's own
+# work side by side, and on a busy 2-core machine two-thread decodes were ~18x slower.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(autouse=True)
@@ -58,16 +62,27 @@ def consult(tmp_path_factory, speech_clips) -> np.ndarray:
 def server():
     args = ["--model", "demo", "--device", "cpu", "--api-key", KEY, "--served-model-name", "demo", "--max-upload-mb", "0.25",
             "--realtime-max-sessions", "4"]  # fmt: skip
-    with running_server(args) as base:
+    with running_server(args, env=ONE_THREAD) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
 def offline():
+    import torch
+
     from medasr.transcribe import load_model
 
     asr = load_model("demo", device="cpu")
-    return lambda samples: asr.transcribe((samples, RATE), language="en")[0].text
+
+    def transcribe(samples: np.ndarray) -> str:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return asr.transcribe((samples, RATE), language="en")[0].text
+        finally:
+            torch.set_num_threads(threads)
+
+    return transcribe
 
 
 def _client(base: str, key: str = KEY):
@@ -284,7 +299,7 @@ def test_api_key_header_or_browser_subprotocol(server):
 def limited(tiny_model):
     args = ["--model", str(tiny_model["transformers"]), "--device", "cpu", "--max-new-tokens", "4",
             "--realtime-max-sessions", "1", "--realtime-idle-timeout-s", "1.5", "--realtime-max-session-s", "4"]  # fmt: skip
-    with running_server(args) as base:
+    with running_server(args, env=ONE_THREAD) as base:
         yield base
 
 
@@ -376,10 +391,11 @@ def test_cli_stream_locally_and_against_the_server(server, consult, offline, tmp
     wav = tmp_path / "consult.wav"
     sf.write(wav, consult, RATE, subtype="PCM_16")
     cmd = [sys.executable, "-m", "medasr", "stream", "--speed", "0", "--language", "en"]
+    env = {**os.environ, **ONE_THREAD}
     local = subprocess.run([*cmd, "--model", "demo", "--device", "cpu", "--format", "jsonl", str(wav)],
-                           capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+                           capture_output=True, text=True, timeout=300, check=True, env=env)  # fmt: skip
     remote = subprocess.run([*cmd, "--url", server + "/v1", "--api-key", KEY, "--rate", str(RATE), "-"],
-                            input=to_pcm16(consult), capture_output=True, timeout=300, check=True)  # fmt: skip
+                            input=to_pcm16(consult), capture_output=True, timeout=300, check=True, env=env)  # fmt: skip
     events = [json.loads(line) for line in local.stdout.splitlines()]
     finals = [e for e in events if e["type"] == "completed"]
     assert len(finals) == 2 and [e["item_id"] for e in finals] == [e["item_id"] for e in events if e["type"] == "committed"]
