@@ -363,3 +363,29 @@ def test_json_error_body_is_openai_shaped(server):
     r = httpx.get(server + "/v1/models")
     assert r.status_code == 401
     assert json.loads(r.text)["error"]["type"] == "authentication_error"
+
+
+def test_cli_python_api_and_server_give_the_same_verbose_json(server, model_dir, shared_audio):
+    """One pipeline: the same long recording gives the same segments, texts, tokens and scores
+    (to float noise: what else shares a batch shifts the last digits) through all three."""
+    import subprocess
+    import sys
+
+    from medasr.formats import verbose_json
+    from medasr.transcribe import load_model
+
+    path = shared_audio / "multilingual.mp3"  # 60 s: several pieces
+    with open(path, "rb") as f:
+        r = httpx.post(server + "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                       files={"file": (path.name, f.read())}, data={"response_format": "verbose_json"}, timeout=120)  # fmt: skip
+    assert r.status_code == 200, r.text
+    cli = subprocess.run([sys.executable, "-m", "medasr", "transcribe", "--model", model_dir, "--format", "verbose_json",
+                          "--max-new-tokens", str(MAX_NEW_TOKENS), str(path)], capture_output=True, text=True, check=True)  # fmt: skip
+    lib = verbose_json(load_model(model_dir, device="cpu").transcribe(str(path), max_new_tokens=MAX_NEW_TOKENS)[0])
+    bodies = [r.json(), json.loads(cli.stdout), lib]
+    scores = ("avg_logprob", "no_speech_prob")
+    plain = [{**b, "segments": [{k: v for k, v in s.items() if k not in scores} for s in b["segments"]]} for b in bodies]
+    assert plain[0] == plain[1] == plain[2] and len(plain[0]["segments"]) >= 2
+    for a, b, c in zip(*(b["segments"] for b in bodies)):
+        for key in scores:
+            assert a[key] == pytest.approx(b[key], abs=1e-4) and b[key] == pytest.approx(c[key], abs=1e-4)

@@ -49,21 +49,8 @@ class _Row:
     no_speech_prob: float | None = None
     generator: torch.Generator | None = None
     none_step: int = -1  # auto language: how far its answer has followed `language None` (-1: not begun)
+    min_tokens: int = 0  # the end of turn is suppressed before this many tokens (forced lengths)
     none_prob: float = 1.0
-
-
-@dataclass
-class DecodeStats:
-    """Token-rows computed against token-rows that carried a real token (prompt or generated)."""
-
-    computed: int = 0
-    useful: int = 0
-    prefills: int = 0
-    steps: int = 0
-
-    @property
-    def row_utilization(self) -> float:
-        return self.useful / self.computed if self.computed else 1.0
 
 
 class SlotCache:
@@ -147,10 +134,12 @@ class Decoder:
     """Sequences in flight on one model; `admit` new ones, `step` all of them (module doc).
 
     static: CUDA-graph-friendly decode steps (bucketed rows, full-capacity reads); compile: wrap
-    the decode step in torch.compile (CUDA only; static shapes implied).
+    the decode step in torch.compile (static shapes implied); compile_options: torch.compile's
+    arguments (default: CUDA graphs, `mode="reduce-overhead"`).
     """
 
-    def __init__(self, engine: Engine, max_rows: int = 16, static: bool = False, compile: bool = False):
+    def __init__(self, engine: Engine, max_rows: int = 16, static: bool = False, compile: bool = False,
+                 compile_options: dict | None = None):  # fmt: skip
         self.engine = engine
         self.model = engine.model
         self.max_rows = max_rows
@@ -158,14 +147,15 @@ class Decoder:
         self.cache: SlotCache | None = None
         self.rows: list[_Row] = []
         self.t = PROMPT_COLUMNS  # the column clock
-        self.stats = DecodeStats()
+        self.stats = engine.stats  # shared by all decoders of the engine
         text = self.model.config.text_config
         self._shape = (text.num_hidden_layers, text.num_key_value_heads, getattr(text, "head_dim", None)
                        or text.hidden_size // text.num_attention_heads)  # fmt: skip
         self._lm = self.model.model.language_model
         self._step_fn = self._decode_forward
         if compile:
-            self._step_fn = torch.compile(self._decode_forward, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            options = compile_options or {"mode": "reduce-overhead"}
+            self._step_fn = torch.compile(self._decode_forward, dynamic=False, **options)
 
     # ------------------------------------------------------------------ state
     @property
@@ -220,26 +210,27 @@ class Decoder:
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
         mask = self._prefill_mask(attention)
         self.cache.prefill(slots, column)
-        hidden = self.model.model(
-            input_ids=ids,
-            input_features=inputs["input_features"],
-            input_features_mask=inputs["input_features_mask"],
-            attention_mask={"full_attention": mask},
-            position_ids=positions,
-            cache=self.cache,
-            use_cache=True,
-        ).last_hidden_state
+        with engine.timed():
+            hidden = self.model.model(
+                input_ids=ids,
+                input_features=inputs["input_features"],
+                input_features_mask=inputs["input_features_mask"],
+                attention_mask={"full_attention": mask},
+                position_ids=positions,
+                cache=self.cache,
+                use_cache=True,
+            ).last_hidden_state
         self.stats.computed += b * width
         self.stats.useful += int(attention.sum())
         self.stats.prefills += 1
         logits = self.model.lm_head(hidden[:, -1]).float()
         new_rows = []
         for i, (key, req) in enumerate(items):
+            forced = engine.forced_length(req.duration) if engine.forced_length else 0
             row = _Row(
                 key, req, start=column + int(pad[i]), pos=width - int(pad[i]),
-                budget=req.max_new_tokens or default_max_new_tokens(req.duration),
-                prompt_tokens=width - int(pad[i]),
-                generator=_generator(req),
+                budget=forced or req.max_new_tokens or default_max_new_tokens(req.duration),
+                prompt_tokens=width - int(pad[i]), generator=_generator(req), min_tokens=forced,
             )  # fmt: skip
             slot = engine.language_slot(req)
             if slot is not None:  # forced language: the prompt's own positions give the score
@@ -290,7 +281,8 @@ class Decoder:
         mask = self._additive(allowed[:, None, None, :].to(device))
         column = torch.tensor([self.t], device=device)
         self.cache.decode(column, rows, lo, hi)
-        logits = self._step_fn(tokens.to(device)[:, None], positions.to(device)[:, None], mask)
+        with self.engine.timed():
+            logits = self._step_fn(tokens.to(device)[:, None], positions.to(device)[:, None], mask)
         self.t += 1
         self.stats.computed += rows
         self.stats.useful += n
@@ -311,6 +303,9 @@ class Decoder:
     # ------------------------------------------------------------------ tokens
     def _pick(self, indices: list[int], logits: torch.Tensor) -> None:
         """Choose each row's next token (greedy, or sampled at its temperature) and keep its log-prob."""
+        early = [j for j, i in enumerate(indices) if len(self.rows[i].tokens) < self.rows[i].min_tokens]
+        if early:  # forced lengths: no end of turn yet
+            logits[torch.tensor(early)[:, None], torch.tensor(sorted(self.engine.eos_ids))[None, :]] = float("-inf")
         logprobs = torch.log_softmax(logits, dim=-1)
         greedy = logits.argmax(dim=-1).tolist()
         for j, i in enumerate(indices):
@@ -323,6 +318,7 @@ class Decoder:
                 self._follow_none(r, logits[j], token)
             r.tokens.append(token)
             r.logprobs.append(float(logprobs[j, token]))
+        self.stats.tokens += len(indices)
 
     def _follow_none(self, r: _Row, logits: torch.Tensor, token: int) -> None:
         """Auto language: once the answer has written `language`, multiply up the probability

@@ -12,7 +12,9 @@ together therefore gives the texts that transcribing them one by one gives.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -72,6 +74,34 @@ class Result:
 
 
 @dataclass
+class EngineStats:
+    """What an engine has computed so far (benchmarks read differences of these).
+
+    computed / useful: token-rows the model ran against those that carried a real token (a
+    prompt token or a generated one); padding and finished rows kept in a batch are the gap.
+    """
+
+    computed: int = 0
+    useful: int = 0
+    prefills: int = 0  # forwards that encoded audio and prompts
+    steps: int = 0  # decode steps
+    tokens: int = 0  # tokens generated
+    model_s: float = 0.0  # wall time inside the model's forwards (CUDA synchronised when timing)
+
+    @property
+    def row_utilization(self) -> float:
+        return self.useful / self.computed if self.computed else 1.0
+
+    @property
+    def model_calls(self) -> int:
+        return self.prefills + self.steps
+
+    def since(self, before: EngineStats) -> EngineStats:
+        return EngineStats(*(getattr(self, f) - getattr(before, f) for f in
+                             ("computed", "useful", "prefills", "steps", "tokens", "model_s")))  # fmt: skip
+
+
+@dataclass
 class Features:
     mel: torch.Tensor  # (128, frames padded to a multiple of 100)
     n_frames: int  # valid frames
@@ -109,6 +139,12 @@ class Engine:
         self.batch_size = batch_size
         self.max_batch_audio_s = max_batch_audio_s
         self.mode = mode
+        self.compile = False  # CUDA: compile the decode step into a CUDA graph (static shapes)
+        self.stats = EngineStats()
+        self.timing = False  # synchronise CUDA around forwards so stats.model_s is exact (benchmarks)
+        # Benchmarks with random weights (which never end by themselves): each answer is made exactly
+        # forced_length(audio seconds) tokens long, the end of turn suppressed before that.
+        self.forced_length: Callable[[float], int] | None = None
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.model.generation_config.pad_token_id
@@ -222,7 +258,22 @@ class Engine:
         """A fresh `Decoder` on this model (static shapes on CUDA, for CUDA graphs)."""
         from medasr.decoder import Decoder
 
-        return Decoder(self, max_rows=batch_size or self.batch_size, static=self.device.type == "cuda")
+        cuda = self.device.type == "cuda"
+        return Decoder(self, max_rows=batch_size or self.batch_size, static=cuda, compile=cuda and self.compile)
+
+    @contextlib.contextmanager
+    def timed(self):
+        """Add the wall time of the block to stats.model_s (synchronising CUDA when timing)."""
+        sync = self.timing and self.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if sync:
+                torch.cuda.synchronize(self.device)
+            self.stats.model_s += time.perf_counter() - t0
 
     def run(
         self,
@@ -253,10 +304,11 @@ class Engine:
             if on_result:
                 on_result(order[k], res)
 
+        before = replace(self.stats)
         scheduler = Scheduler(self, max_rows=batch_size or self.batch_size, policy=mode or self.mode)
         scheduler.submit([requests[i] for i in order], on_result=got)
         scheduler.run_all()
-        self.last_stats = scheduler.decoder.stats
+        self.last_stats = self.stats.since(before)
         if errors:
             raise errors[0]
         return results  # type: ignore[return-value]
@@ -269,15 +321,25 @@ class Engine:
     def hf_generate(self, batch: Sequence[Request], max_new_tokens: int) -> list[Result]:
         """The reference path: transformers' `generate` on one left-padded batch (greedy)."""
         inputs = self.batch_inputs(batch)
-        sequences = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self.pad_id,
-        )
-        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
-        return [self.result(r, t, [], max_new_tokens, 0, None) for r, t in zip(batch, new_tokens)]
+        forced = {}
+        if self.forced_length:
+            longest = max(r.duration for r in batch)
+            max_new_tokens = self.forced_length(longest)
+            forced = {"min_new_tokens": max_new_tokens}
+        with self.timed():
+            sequences = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id, **forced
+            )
+        width = inputs["input_ids"].shape[1]
+        new_tokens = sequences[:, width:].tolist()
+        results = [self.result(r, t, [], max_new_tokens, 0, None) for r, t in zip(batch, new_tokens)]
+        steps = len(new_tokens[0]) if new_tokens else 0
+        self.stats.prefills += 1
+        self.stats.steps += max(steps - 1, 0)
+        self.stats.computed += len(batch) * (width + max(steps - 1, 0))
+        self.stats.useful += int(inputs["attention_mask"].sum()) + sum(r.n_tokens - 1 for r in results if r.n_tokens)
+        self.stats.tokens += sum(r.n_tokens for r in results)
+        return results
 
     @torch.inference_mode()
     def prefill_logits(self, request: Request) -> torch.Tensor:

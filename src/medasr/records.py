@@ -57,6 +57,9 @@ class Transcript:
         d.pop("logprobs")  # large; written only where asked for (OpenAI's include[]=logprobs)
         for s in d["segments"]:
             s.pop("tokens")
+            for key in ("avg_logprob", "no_speech_prob"):
+                if s[key] is None:  # not computed (not from the model): absent, never a placeholder
+                    s.pop(key)
         return d
 
 

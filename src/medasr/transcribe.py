@@ -97,7 +97,7 @@ class ASR:
         cap = batch_size or self.engine.batch_size
         feed = feed_s if feed_s is not None else max(FEED_S, cap * options.max_piece_s)
         out: list[Transcript | None] = [None] * len(sources)
-        scheduler = Scheduler(self.engine, max_rows=cap)
+        scheduler = Scheduler(self.engine, max_rows=cap, policy=self.engine.mode)
 
         def report(job: _Job, t: Transcript) -> None:
             out[job.index] = t

@@ -109,14 +109,15 @@ def offline_md(r: dict) -> list[str]:
                f"batches per mode, {r['parameters']:,} parameters; workload: {_dataset(r)}.")  # fmt: skip
     out += [
         "",
-        "RTFx = audio seconds / seconds; model = inside `generate` only; e2e = decode + features + model + parsing.",
+        "RTFx = audio seconds / seconds; model = inside the model's forwards only; e2e = decode + features + model + "
+        "parsing; rows = row utilization (token-rows that carried a real token / token-rows computed).",
         "",
     ]
     head = ["mode", "total", "success", "failure", "audio s", "model s", "RTFx model", "e2e s", "RTFx e2e",
-            "samples/s", "tokens", "peak RSS MB", "peak GPU MB"]  # fmt: skip
+            "samples/s", "tokens", "rows", "peak RSS MB", "peak GPU MB"]  # fmt: skip
     rows = [[x["mode"], x["total"], x["success"], x["failure"], x["audio_s"], x["model_s"], x["rtfx_model"], x["e2e_s"],
-             x["rtfx_e2e"], x["samples_per_s"], x["generated_tokens"], x["peak_rss_mb"], x["peak_gpu_mb"]]
-            for x in r["runs"]]  # fmt: skip
+             x["rtfx_e2e"], x["samples_per_s"], x["generated_tokens"], x.get("row_utilization"), x["peak_rss_mb"],
+             x["peak_gpu_mb"]] for x in r["runs"]]  # fmt: skip
     out += _table(head, rows)
     for mode, s in r["speedup_vs_baseline"].items():
         out.append(f"\nmedasr vs {mode}: {_fmt(s['rtfx_model'])}x (model), {_fmt(s['rtfx_e2e'])}x (end to end)")

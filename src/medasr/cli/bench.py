@@ -8,6 +8,7 @@ import os
 import sys
 
 from medasr.cli._common import add_model_arguments
+from medasr.defaults import VAD_METHODS
 
 NAME = "bench"
 HELP = "benchmark speed (RTFx, samples/s, latency) offline or against a server"
@@ -91,10 +92,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="token cap per clip (default: grows with the audio; with --random-weights it caps the forced length)",
     )
-    g.add_argument("--vad", choices=("silero", "energy", "none"), default="silero",
-                   help="how clips over 30 s are cut (medasr and one-by-one modes) (default: silero)")  # fmt: skip
+    g.add_argument("--vad", choices=VAD_METHODS, default=None,
+                   help="speech detection on every clip (medasr, static and one-by-one modes) (default: none for "
+                   "--synthetic-audio noise, which holds no speech; silero otherwise)")  # fmt: skip
     g.add_argument("--baseline", type=_names, default=[], metavar="LIST",
-                   help="also run baselines on the same model: one-by-one, pad-longest-32 (comma-separated)")  # fmt: skip
+                   help="also run baselines on the same model: static (sorted batches run to completion), one-by-one, "
+                   "pad-longest-32 (transformers generate on unsorted padded batches) (comma-separated)")  # fmt: skip
+    g.add_argument("--compile", action="store_true",
+                   help="CUDA: compile the decode step into a CUDA graph (static shapes, bucketed batch sizes)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; 1 gives steady figures on a busy machine)")  # fmt: skip
     g.add_argument("--baseline-limit", type=int, default=None, metavar="N", help="baselines use the first N clips only")
@@ -152,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens, random_weights=args.random_weights,
             tokens_per_second=args.tokens_per_second, baselines=args.baseline, baseline_limit=args.baseline_limit,
             vad=args.vad, max_batch_audio_s=args.max_batch_audio_s, seed=args.seed, threads=args.threads,
+            compile=args.compile,
         )  # fmt: skip
         if args.random_weights:
             log(f"medasr bench: WARNING: random weights ({args.random_weights}), --model ignored: "

@@ -25,6 +25,8 @@ sequences are decoded together and a new request joins at the next step (continu
 batching). Audio longer than 30 s is split into pieces that batch too. Beyond --max-queue
 requests in flight the server answers 429 with Retry-After. Requests naming a model other than
 --served-model-name get 404.
+A client that has not sent its request headers, or then its body, within --read-timeout-s
+gets 408 and its connection is closed.
 
 examples:
   medasr serve --model demo
@@ -58,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: 25)")
     g.add_argument("--max-audio-s", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
     g.add_argument("--request-timeout-s", type=float, default=600.0, help="per-request deadline, then 504 (default: 600)")
+    from medasr.server.timeouts import MIN_RATE  # light: no server packages imported
+
+    g.add_argument("--read-timeout-s", type=float, default=30.0,
+                   help="time a client has to send a request's headers, and then its body (one more second per "
+                   f"{MIN_RATE // 1024} kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
         api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size, live_rows=args.live_rows,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s,
         max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
         url_timeout_s=args.url_timeout_s, realtime_max_sessions=args.realtime_max_sessions,
@@ -111,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(config, on_load_error=load_failed)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
-                                           ws_max_size=config.ws_max_message_bytes))  # fmt: skip
+    from medasr.server.timeouts import protocol
+
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+        http=protocol(config.read_timeout_s),  # 408 for request headers that do not arrive in time
+        ws_max_size=config.ws_max_message_bytes,  # an oversized append gets an error event, not a dropped socket
+    ))  # fmt: skip
     print(f"medasr serve: http://{args.host}:{args.port}/ (model loading; GET /ready says when done)", file=sys.stderr)
     server.run()
     if failed:

@@ -278,8 +278,9 @@ async def chat_completions(request: Request) -> Response:
     results = await _all_results(request, work.job)
     results, capped = limit_tokens(results, limit, batcher.engine)
     t = assemble(work.plan, results, language, work.temperature)
-    # vLLM answers with the model's raw form: `language X<asr_text>TEXT`
-    content = answer_prefix(t.language or "None") + t.text
+    # vLLM answers with the model's raw form: `language X<asr_text>TEXT`; without speech the
+    # model was not asked, and `language None` is its own answer for no speech
+    content = answer_prefix((t.language if work.plan.pieces else "") or "None") + t.text
     answer = protocol.ChatCompletion(
         **meta, choices=[protocol.ChatChoice(message=protocol.AssistantMessage(content=content),
                                              finish_reason="length" if capped else "stop")],
@@ -336,8 +337,8 @@ async def _chat_chunks(request: Request, work: _Work, meta: dict, limit: int | N
         return
     finally:
         batcher.finish(work.job)
-    if not prefix_sent:  # no speech found: the model would have said nothing either
-        yield chunk(protocol.ChunkDelta(content=answer_prefix(work.language or "None")))
+    if not prefix_sent:  # no speech found: `language None`, the model's own answer for no speech
+        yield chunk(protocol.ChunkDelta(content=answer_prefix("None")))
     yield chunk(protocol.ChunkDelta(), "length" if capped else "stop")
     yield b"data: [DONE]\n\n"
 

@@ -18,6 +18,7 @@ from medasr.server.metrics import Metrics
 from medasr.server.page import PAGE
 from medasr.server.realtime import Hub
 from medasr.server.realtime import endpoint as realtime_endpoint
+from medasr.server.timeouts import ReadDeadline
 
 
 def load_engine(config: ServerConfig) -> Engine:
@@ -88,6 +89,7 @@ def create_app(
     app.state.realtime = Hub(config, metrics.realtime_sessions)
     install_handlers(app)
     app.include_router(router)
+    app.add_middleware(ReadDeadline, timeout_s=config.read_timeout_s, metrics=metrics)  # inside the count: 408s are counted
     app.add_api_websocket_route("/v1/realtime", realtime_endpoint)  # OpenAI's Realtime transcription
     app.add_middleware(_CountRequests, metrics=metrics)
 

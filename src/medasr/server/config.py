@@ -21,6 +21,7 @@ class ServerConfig:
     max_wait_ms: float = 10.0  # how long the first piece of a batch waits for company
     max_queue: int = 256  # requests admitted and not yet answered; beyond that: 429
     request_timeout_s: float = 600.0  # per-request deadline from arrival; beyond that: 504
+    read_timeout_s: float = 30.0  # to send the request headers, then the body; beyond that: 408 (server.timeouts)
     max_upload_mb: float = 25.0  # OpenAI's limit
     max_audio_s: float = 1200.0  # qwen-asr's own per-call maximum
     max_piece_s: float = MAX_PIECE_S
@@ -63,8 +64,8 @@ class ServerConfig:
             raise ValueError("--max-wait-ms must not be negative")
         if self.max_queue < 1:
             raise ValueError("--max-queue must be at least 1")
-        if self.max_upload_mb <= 0 or self.max_audio_s <= 0 or self.request_timeout_s <= 0:
-            raise ValueError("--max-upload-mb, --max-audio-s and --request-timeout-s must be positive")
+        if self.max_upload_mb <= 0 or self.max_audio_s <= 0 or self.request_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError("--max-upload-mb, --max-audio-s, --request-timeout-s and --read-timeout-s must be positive")
         if self.vad not in VAD_METHODS:
             raise ValueError(f"--vad must be one of {', '.join(VAD_METHODS)}")
         if self.live_rows < 0:

@@ -27,6 +27,8 @@ class Metrics:
     batch_seconds: Histogram
     audio_seconds: Counter
     dropped_pieces: Counter
+    reading: Gauge
+    read_timeouts: Counter
     realtime_sessions: Gauge
 
     @classmethod
@@ -45,6 +47,10 @@ class Metrics:
             audio_seconds=Counter("medasr_audio_seconds", "seconds of audio transcribed", registry=r),
             dropped_pieces=Counter(
                 "medasr_dropped_pieces", "pieces dropped before their batch (client gone or deadline passed)", registry=r
+            ),
+            reading=Gauge("medasr_reading_requests", "requests whose body is still arriving", registry=r),
+            read_timeouts=Counter(
+                "medasr_read_timeouts", "requests dropped with 408: the body did not arrive within --read-timeout-s", registry=r
             ),
             realtime_sessions=Gauge("medasr_realtime_sessions", "live WebSocket sessions open", registry=r),
         )  # fmt: skip
