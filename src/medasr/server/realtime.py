@@ -370,9 +370,9 @@ class Connection:
             if not isinstance(data, dict):
                 raise Refused("an event must be a JSON object", "invalid_json")
             client_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-            kind = CLIENT_EVENTS.get(data.get("type"))
+            kind = rt.CLIENT_EVENTS.get(data.get("type"))
             if kind is None:
-                raise Refused(f"unknown event type {data.get('type')!r}: this server accepts {', '.join(CLIENT_EVENTS)}",
+                raise Refused(f"unknown event type {data.get('type')!r}: this server accepts {', '.join(rt.CLIENT_EVENTS)}",
                               "unknown_event_type", "type")  # fmt: skip
             try:
                 event = kind.model_validate(data)
@@ -473,5 +473,3 @@ class Connection:
         return rt.TranscriptionCompleted(item_id=e.item_id, transcript=t.text, usage=rt.DurationUsage(seconds=round(e.end - e.start, 3)),
                                          logprobs=logprobs)  # fmt: skip
 
-
-CLIENT_EVENTS = rt.CLIENT_EVENTS
