@@ -331,3 +331,21 @@ def test_long_consultation_transcribes_about_as_well_as_its_parts(tmp_path):
     wer_long = jiwer.wer(ref, basic(whole.text))
     print(f"WER one by one {wer_parts:.3f}, whole recording {wer_long:.3f}")
     assert wer_long <= wer_parts + 0.05, (wer_parts, wer_long)
+
+
+def test_a_streamed_file_is_normalised_as_a_whole_decode(tmp_path, speech_clips):
+    """One normalisation rule: a file peaking above full scale (float WAV) is scaled by 1 / peak
+    whether it is decoded whole or streamed piece by piece."""
+    speech = load_audio(speech_clips[1]).samples
+    signal = np.concatenate([speech * 1.8, np.zeros(SR, np.float32), speech, np.zeros(SR, np.float32)] * 4)
+    path = tmp_path / "hot.wav"
+    sf.write(path, signal, SR, subtype="FLOAT")
+    whole = load_audio(path).samples
+    assert np.abs(whole).max() == pytest.approx(1.0) and len(whole) > 30 * SR
+    options = segmenter.vad_options("silero")
+    streamed = segmenter.plan_input(str(path), options)
+    assert streamed.path is not None and streamed.gain == pytest.approx(1 / np.abs(signal).max(), rel=1e-5)
+    in_memory = segmenter.plan_samples(whole, "hot", options)
+    assert streamed.pieces == in_memory.pieces
+    for (k, a), (_, b) in zip(segmenter.piece_samples(streamed), segmenter.piece_samples(in_memory)):
+        assert np.allclose(a, b, atol=1e-6), k

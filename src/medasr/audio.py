@@ -250,14 +250,18 @@ def probe_duration(path: str | os.PathLike) -> float | None:
     return audiofile.packet_seconds(path)
 
 
-def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[np.ndarray]:
+def stream_audio(source: str | os.PathLike, block_s: float = 30.0, gain: float = 1.0) -> Iterator[np.ndarray]:
     """Decode a file block by block to mono float32 at 16 kHz (blocks of `block_s`, last shorter).
 
     FFmpeg decodes to the end of the file in chunks of ~65k samples whatever `block_s` is
     (decoder and resampler buffers scale with the chunk), regrouped into blocks afterwards.
     Channels are mixed by their mean and soxr's streaming resampler keeps block joins seamless, as
-    `load_audio` does for whole files (except peak normalisation, which needs the
-    whole signal: samples are clipped to [-1, 1] instead).
+    `load_audio` does for whole files: the samples are those of `load_audio` (exactly for
+    WAV and FLAC; within ~1e-6 for MP3, which `load_audio` decodes with libsndfile for parity
+    with the official package, while libsndfile's MP3 decoder changes samples when read in
+    blocks). Peak normalisation needs the whole signal: blocks are multiplied by `gain`, which a
+    caller that has seen the whole file sets to 1 / peak when the peak is above 1, as
+    `load_audio` scales it (`segmenter.plan_input` does, from its first pass); nothing is clipped.
     """
     path = Path(source).expanduser()
     label = str(source)
@@ -271,7 +275,7 @@ def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[n
         if not np.all(np.isfinite(block)):
             raise AudioError(label, "contains NaN or infinite samples")
         got += len(block)
-        yield np.clip(block, -1.0, 1.0)
+        yield block * np.float32(gain) if gain != 1.0 else block
     if not got:
         raise AudioError(label, "contains no audio samples")
 

@@ -40,7 +40,7 @@ QUIET_HOPS = 12  # the "quietest ~100 ms" window for cuts (96 ms)
 AudioInput = np.ndarray | Audio | str | os.PathLike | Iterable[np.ndarray]
 
 __all__ = [  # stream_audio lives in medasr.audio now; re-exported for existing callers
-    "Piece", "SpeechProbabilities", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration",
+    "Piece", "SpeechProbabilities", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration", "pieces_duration_peak",
     "quietest_point", "speech_regions", "stream_audio",
 ]
 
@@ -111,13 +111,26 @@ def pieces(audio: AudioInput, options: VadOptions | None = None) -> list[Piece]:
 
 def pieces_and_duration(audio: AudioInput, options: VadOptions | None = None) -> tuple[list[Piece], float]:
     """`pieces`, and the recording's duration in seconds (known only once a stream is read)."""
+    found, duration, _ = pieces_duration_peak(audio, options)
+    return found, duration
+
+
+def pieces_duration_peak(
+    audio: AudioInput, options: VadOptions | None = None, gain: float = 1.0
+) -> tuple[list[Piece], float, float]:
+    """`pieces_and_duration`, and the largest absolute sample seen (for a stream's normalisation);
+    a file's samples are multiplied by `gain` first."""
     options = options or VadOptions()
-    scan = _scan(audio, options)
-    return _pack(_regions(scan, options), scan.power, scan.n_samples, options), scan.n_samples / SAMPLE_RATE
+    scan = _scan(audio, options, gain)
+    found = _pack(_regions(scan, options), scan.power, scan.n_samples, options)
+    return found, scan.n_samples / SAMPLE_RATE, scan.peak
 
 
-def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) -> Iterator[tuple[Piece, np.ndarray]]:
-    """Yield (piece, its samples) in order, reading `audio` once more block by block.
+def piece_audio(
+    audio: AudioInput, found: list[Piece], block_s: float = 30.0, gain: float = 1.0
+) -> Iterator[tuple[Piece, np.ndarray]]:
+    """Yield (piece, its samples) in order, reading `audio` once more block by block; a file's
+    samples are multiplied by `gain` (its peak normalisation, from the first pass).
 
     For files this keeps only the current block and the current piece in memory; an iterator of
     blocks cannot be read twice, so pass a fresh one.
@@ -125,7 +138,7 @@ def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) ->
     ordered = sorted(found, key=lambda p: p.start)
     bounds = [(round(p.start * SAMPLE_RATE), round(p.end * SAMPLE_RATE)) for p in ordered]
     k, pos, parts = 0, 0, []
-    for block in _blocks(audio, block_s):
+    for block in _blocks(audio, block_s, gain):
         end = pos + len(block)
         while k < len(ordered):
             s, e = bounds[k]
@@ -141,12 +154,12 @@ def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) ->
         parts = []
 
 
-def _blocks(audio: AudioInput, block_s: float) -> Iterator[np.ndarray]:
+def _blocks(audio: AudioInput, block_s: float, gain: float = 1.0) -> Iterator[np.ndarray]:
     size = max(WINDOW, int(block_s * SAMPLE_RATE))
     if isinstance(audio, Audio):
         audio = audio.samples
     if isinstance(audio, (str, os.PathLike)):
-        yield from stream_audio(audio, block_s)
+        yield from stream_audio(audio, block_s, gain)
     elif isinstance(audio, np.ndarray):
         if audio.ndim != 1:
             raise ValueError("VAD needs a mono 16 kHz signal: load it with medasr.audio.load_audio")
@@ -165,16 +178,19 @@ class _Scan:
     scores: np.ndarray  # per 32 ms window: speech probability (silero) or level in dB (energy)
     power: np.ndarray  # per 8 ms hop: mean square
     n_samples: int
+    peak: float = 0.0  # largest absolute sample (a stream's peak normalisation needs it: see piece_audio)
 
 
-def _scan(audio: AudioInput, options: VadOptions) -> _Scan:
+def _scan(audio: AudioInput, options: VadOptions, gain: float = 1.0) -> _Scan:
     """One pass over the audio: window scores and hop powers, never the whole signal at once."""
     runner = _SileroRunner(options) if options.method == "silero" else None
     scores, powers = [], []
     tail = np.zeros(0, np.float32)  # samples not yet making a full window
-    n = 0
-    for block in _blocks(audio, options.block_s):
+    n, peak = 0, 0.0
+    for block in _blocks(audio, options.block_s, gain):
         n += len(block)
+        if len(block):
+            peak = max(peak, float(np.max(np.abs(block))))
         buf = np.concatenate([tail, block.astype(np.float32, copy=False)])
         full = len(buf) - len(buf) % WINDOW
         tail = buf[full:]
@@ -183,7 +199,7 @@ def _scan(audio: AudioInput, options: VadOptions) -> _Scan:
     if len(tail):  # silero pads the last partial window with zeros; so does the power grid
         _score(np.pad(tail, (0, WINDOW - len(tail))), runner, scores, powers)
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.float32)
-    return _Scan(cat(scores), cat(powers), n)
+    return _Scan(cat(scores), cat(powers), n, peak)
 
 
 def _score(frames: np.ndarray, runner, scores: list, powers: list) -> None:

@@ -13,8 +13,10 @@ sent; a speech detector that cannot run is an error (`ModelLoadError` saying to 
 method), never a silent fallback.
 
 Memory for long files: a local file longer than the limit is never decoded whole. The plan
-comes from a streamed pass (`vad.pieces_and_duration`: ~0.6 kB per second of audio plus a few
-blocks) and `piece_samples` reads the pieces back in a second streamed pass. Other long sources
+comes from a streamed pass (`vad.pieces_duration_peak`: ~0.6 kB per second of audio plus a few
+blocks) and `piece_samples` reads the pieces back in a second streamed pass. A file that peaks
+above full scale is scaled by 1 / peak, the one normalisation rule of `load_audio` (its first
+pass is then run again on the scaled samples, so the pieces are those of a whole decode). Other long sources
 (URLs, bytes, arrays) are decoded whole first; their pieces are views of that signal.
 """
 
@@ -29,7 +31,7 @@ import numpy as np
 from medasr.audio import describe, load_audio, local_file, probe_duration
 from medasr.defaults import MAX_PIECE_S, MIN_AUDIO_S, MIN_PIECE_S, SAMPLE_RATE, VAD_METHODS
 from medasr.errors import AudioError
-from medasr.vad import Piece, VadOptions, piece_audio, pieces_and_duration, speech_regions
+from medasr.vad import Piece, VadOptions, piece_audio, pieces_and_duration, pieces_duration_peak, speech_regions
 
 PROBE_MARGIN_S = 1.0  # file headers may be slightly off: near the limit, decode and measure
 
@@ -53,6 +55,7 @@ class Plan:
     whole: bool  # a clip sent whole: its one segment spans the clip
     samples: np.ndarray | None = None  # the decoded signal, when it is in memory
     path: Path | None = None  # a long local file, read back piece by piece
+    gain: float = 1.0  # applied to a file read back: its peak normalisation, as load_audio's
 
     @property
     def speech(self) -> bool:
@@ -76,8 +79,12 @@ def plan_input(source, options: VadOptions) -> Plan:
     if path is not None:
         probed = probe_duration(path)
         if probed is not None and probed > options.max_piece_s + PROBE_MARGIN_S:
-            found, duration = pieces_and_duration(path, options)  # streamed
-            return Plan(describe(source), duration, _sendable(found), whole=False, path=path)
+            found, duration, peak = pieces_duration_peak(path, options)  # streamed
+            gain = 1.0
+            if peak > 1.0:  # load_audio's rule: scaled to full scale when it clips; detect speech on that
+                gain = 1.0 / peak
+                found, duration, _ = pieces_duration_peak(path, options, gain)
+            return Plan(describe(source), duration, _sendable(found), whole=False, path=path, gain=gain)
     audio = load_audio(source)
     return plan_samples(audio.samples, audio.source, options)
 
@@ -114,5 +121,5 @@ def piece_samples(plan: Plan, block_s: float = 30.0) -> Iterator[tuple[int, np.n
             yield k, p.slice(plan.samples)
         return
     index = {p: k for k, p in enumerate(plan.pieces)}
-    for p, samples in piece_audio(plan.path, plan.pieces, block_s=block_s):
+    for p, samples in piece_audio(plan.path, plan.pieces, block_s=block_s, gain=plan.gain):
         yield index[p], samples
