@@ -119,6 +119,8 @@ def _blocks(args: argparse.Namespace) -> Iterator[tuple[np.ndarray | bytes, floa
 
     n = int(SAMPLE_RATE * args.chunk_ms / 1000)
     for block in stream_audio(args.input, block_s=max(n / SAMPLE_RATE, 1.0)):
+        # as live PCM is: a (float) file above full scale cannot be rescaled after the fact
+        block = np.clip(block, -1.0, 1.0)
         for i in range(0, len(block), n):
             piece = block[i : i + n]
             yield piece, len(piece) / SAMPLE_RATE
