@@ -79,6 +79,9 @@ class Display:
         if not self.live:
             return
         text = " ".join(t for t in self._partials.values() if t)
+        if not text:
+            self._erase()
+            return
         width = shutil.get_terminal_size((80, 24)).columns - 1
         if len(text) > width:  # the newest words, where the speaker is
             text = "..." + text[-(width - 3) :]
