@@ -169,6 +169,7 @@ class Decoder:
     def in_flight(self) -> list[Hashable]:
         return [r.key for r in self.rows]
 
+    @torch.inference_mode()  # moving cache rows writes inference tensors
     def drop(self, keys: set) -> int:
         """Stop decoding the rows with these keys (their clients left); returns how many."""
         gone = [i for i, r in enumerate(self.rows) if r.key in keys]

@@ -14,7 +14,10 @@ DESCRIPTION = """Serve Qwen3-ASR over HTTP.
 
 Endpoints: POST /v1/audio/transcriptions (OpenAI's, with json, text, srt, vtt, verbose_json and
 streaming), POST /v1/chat/completions (vLLM's audio_url / input_audio style), GET /v1/models,
-GET /health, GET /ready, GET /metrics (Prometheus), and a web page at /.
+GET /v1/realtime?intent=transcription (OpenAI's Realtime transcription over a WebSocket: live
+partial and final text, as `client.realtime.connect(extra_query={"intent": "transcription"})`
+speaks it), GET /health, GET /ready, GET /metrics (Prometheus), and a web page at / (file upload,
+recording, live microphone).
 
 Every upload goes through speech detection (--vad): audio without speech gets an empty
 transcript, never invented text. Concurrent requests share the model: up to --max-batch-size
@@ -65,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
+    g = p.add_argument_group("live sessions (/v1/realtime)")
+    g.add_argument("--realtime-max-sessions", type=int, default=16,
+                   help="live sessions at once; beyond that a new one is refused with an error (default: 16)")
+    g.add_argument("--realtime-max-session-s", type=float, default=3600.0,
+                   help="a live session ends after this many seconds (default: 3600, as OpenAI)")
+    g.add_argument("--realtime-idle-timeout-s", type=float, default=120.0,
+                   help="a live session ends after this many seconds without a client event (default: 120)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         read_timeout_s=args.read_timeout_s,
         max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
-        url_timeout_s=args.url_timeout_s,
+        url_timeout_s=args.url_timeout_s, realtime_max_sessions=args.realtime_max_sessions,
+        realtime_max_session_s=args.realtime_max_session_s, realtime_idle_timeout_s=args.realtime_idle_timeout_s,
     )  # fmt: skip
     try:
         config.check()
@@ -113,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(
         app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
         http=protocol(config.read_timeout_s),  # 408 for request headers that do not arrive in time
+        ws_max_size=config.ws_max_message_bytes,  # an oversized append gets an error event, not a dropped socket
     ))  # fmt: skip
     print(f"medasr serve: http://{args.host}:{args.port}/ (model loading; GET /ready says when done)", file=sys.stderr)
     server.run()
