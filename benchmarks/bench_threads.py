@@ -123,7 +123,8 @@ def main() -> int:
                 base = statistics.median(x["rtfx_e2e"] for x in got["1"])
                 for label, ms in got.items():
                     e2e = [x["rtfx_e2e"] for x in ms]
-                    table.append((Path(model).name if model != "demo" else "demo", cond, round(load, 1), label, ms[0]["threads"],
+                    name = "demo" if model == "demo" else "/".join(Path(model).parts[-2:])
+                    table.append((name, cond, round(load, 1), label, ms[0]["threads"],
                                   statistics.median(e2e), min(e2e), max(e2e), statistics.median(e2e) / base))  # fmt: skip
     print(f"usable CPUs: {cpus}; medasr's default: {default_threads()} thread(s); {args.clips} clips, batch {args.batch_size}, "
           f"{args.max_new_tokens} new tokens at most, {args.repeats} repeats (median, min-max)\n")  # fmt: skip

@@ -41,6 +41,7 @@ def test_cgroup_quota_caps_the_cpus(monkeypatch, tmp_path):
 
 
 def test_the_count_reaches_threads_started_later_and_waiting_threads_sleep():
+    # a fresh process: OMP_WAIT_POLICY only counts before torch is imported, as in the CLI
     got = json.loads(
         python("""
             import json, os, threading
@@ -54,8 +55,6 @@ def test_the_count_reaches_threads_started_later_and_waiting_threads_sleep():
         """)
     )
     assert got == {"n": _common.default_threads(), "main": got["n"], "worker": got["n"], "policy": "PASSIVE"}
-    forced = json.loads(python("from medasr.cli._common import set_threads; import json, torch; set_threads(2); print(json.dumps(torch.get_num_threads()))"))
-    assert forced == 2
 
 
 @pytest.mark.parametrize("command", ["transcribe", "serve", "evaluate", "bench offline"])
@@ -67,23 +66,25 @@ def test_every_model_command_takes_threads(command):
     assert build_parser().parse_args(argv).threads == 3
 
 
-def test_bench_records_the_default_and_the_override(tiny_model):
-    def threads(*extra: str) -> int:
-        out = subprocess.run(
-            [sys.executable, "-m", "medasr", "bench", "offline", "--model", str(tiny_model["transformers"]), "--device", "cpu",
-             "--synthetic", "1", "--synthetic-audio", "noise", "--warmup", "0", "--max-new-tokens", "2", *extra],
-            capture_output=True, text=True, env=ENV, check=False,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)["environment"]["torch_threads"]
+def test_bench_applies_and_records_the_default_and_the_override(tiny_model, capsys):
+    import torch
 
-    assert threads() == _common.default_threads()
-    assert threads("--threads", "2") == 2
+    from medasr.cli import main
+
+    argv = ["bench", "offline", "--model", str(tiny_model["transformers"]), "--device", "cpu", "--synthetic", "1",
+            "--synthetic-audio", "noise", "--warmup", "0", "--max-new-tokens", "2"]  # fmt: skip
+    before = torch.get_num_threads()
+    try:
+        for extra, expected in (([], _common.default_threads()), (["--threads", "2"], 2)):
+            torch.set_num_threads(5)  # neither the default nor the override: the command must set it
+            assert main(argv + extra) == 0
+            assert json.loads(capsys.readouterr().out)["environment"]["torch_threads"] == expected
+    finally:
+        torch.set_num_threads(before)
 
 
-def test_zero_threads_is_refused(tiny_model, tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "medasr", "transcribe", "--model", str(tiny_model["transformers"]), "--threads", "0", "x.wav"],
-        capture_output=True, text=True, env=ENV, check=False,
-    )  # fmt: skip
-    assert out.returncode == 2 and "--threads must be at least 1" in out.stderr
+def test_zero_threads_is_refused(capsys):
+    from medasr.cli import main
+
+    assert main(["transcribe", "--threads", "0", "missing.wav"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
