@@ -48,7 +48,11 @@ def main() -> int:
     asr = qwen_asr.Qwen3ASRModel.from_pretrained(
         args.model, dtype=torch.float32, device_map="cpu", max_new_tokens=args.max_new_tokens
     )
-    eos = set(inspect.signature(type(asr.model).generate).parameters["eos_token_id"].default)
+    eos_ids = inspect.signature(type(asr.model).generate).parameters["eos_token_id"].default
+    eos = set(eos_ids)
+    thinker_config = asr.model.thinker.generation_config
+    if thinker_config.pad_token_id is None:  # what generate would pick itself, minus its warning per batch
+        thinker_config.pad_token_id = eos_ids[0]
     counts: list[int] = []
     real_generate = asr.model.generate
 

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # One command for the GPU measurement of issue 16: offline RTFx and server latency, one table.
 #
-#   benchmarks/gpu.sh                      # one H200 (or any CUDA GPU): ~5-8 minutes, nothing downloaded
-#   GPU_SH_SMOKE=1 benchmarks/gpu.sh       # everything tiny, on the CPU: checks the script end to end (~2-3 min)
+#   benchmarks/gpu.sh                      # one H200: sized for 5-8 minutes (estimated), nothing downloaded
+#   GPU_SH_SMOKE=1 benchmarks/gpu.sh       # everything tiny, on the CPU: checks the script end to end (~1 min)
 #
 # What runs (random weights of the published 1.7B architecture, bf16; synthetic white-noise clips
 # with LibriSpeech test-clean's durations, so nothing to download and no espeak-ng needed; clips
 # over 30 s are cut with --vad none, so no audio is dropped):
 #   1. offline, `medasr bench offline --random-weights 1.7b`: output length forced to 3.5 tokens
 #      per audio second (per batch's longest clip), RTFx inside the model and end to end:
-#        - medasr, compiled + continuous engine   [CONTINUOUS_FLAGS: see the marked block below]
-#        - medasr, eager static batches            (sorted by duration, batch $BATCH, model.generate)
+#        - medasr, compiled + continuous engine   [its flags: see the marked block below]
+#        - medasr, eager static batches            (sorted by duration, batch $BATCH; before the new
+#                                                   engine, medasr's default path)
 #        - pad-to-longest generate batches of 32   (unsorted, the usual hand-written loop)
 #   2. server, `medasr serve` on a random 1.7B checkpoint written to disk whose end tokens are
 #      unreachable (benchmarks/make_random_checkpoint.py), every answer exactly $SERVER_TOKENS
@@ -40,14 +41,24 @@ else
 fi
 
 # ======================================================================================================
-# The compiled + continuous engine (issue 16, items 1-2) is not merged yet. When it is, set the
-# flags that select it, and the ones that pin today's path, e.g.
-#   CONTINUOUS_FLAGS="--decode continuous --compile"  STATIC_FLAGS="--decode static --no-compile"
-# (the names this script expects; both are passed to `medasr bench offline`, SERVER_FLAGS to
-# `medasr serve`). Until then the continuous row is skipped and the other rows measure today's path.
+# The compiled + continuous engine (issue 16, items 1-2). The flags this script expects, on both
+# `medasr bench offline` and `medasr serve`:
+#     --decode-mode continuous|static      which decoder runs
+#     --compile / --no-compile             the CUDA-graph decode step
+# When this medasr's `bench offline --help` lists --decode-mode, they are used as below; otherwise
+# (or to override) set CONTINUOUS_FLAGS, STATIC_FLAGS and SERVER_FLAGS yourself. Without them the
+# continuous row is skipped and the medasr row measures whatever medasr runs by default.
+OFFLINE_HELP="$("$PY" -m medasr bench offline --help)"
+if [ -z "${CONTINUOUS_FLAGS+set}" ] && [[ "$OFFLINE_HELP" == *--decode-mode* ]]; then
+    CONTINUOUS_FLAGS="--decode-mode continuous --compile"
+    STATIC_FLAGS="--decode-mode static --no-compile"
+    SERVER_FLAGS="--decode-mode continuous --compile"
+fi
 CONTINUOUS_FLAGS="${CONTINUOUS_FLAGS:-}"
 STATIC_FLAGS="${STATIC_FLAGS:-}"
 SERVER_FLAGS="${SERVER_FLAGS:-}"
+STATIC_LABEL="medasr, its default path"
+if [ -n "$STATIC_FLAGS" ]; then STATIC_LABEL="medasr eager static batches"; fi
 # ======================================================================================================
 
 T0=$(date +%s)
@@ -106,14 +117,14 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 stamp "done; the table:"
 
-"$PY" - "$OUT" "$SERVER_TOKENS" <<'EOF' | tee "$OUT/table.md"
+"$PY" - "$OUT" "$SERVER_TOKENS" "$STATIC_LABEL" <<'EOF' | tee "$OUT/table.md"
 import json, sys
 from pathlib import Path
 
-out, server_tokens = Path(sys.argv[1]), int(sys.argv[2])
+out, server_tokens, static_label = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def f(x, digits=1):
     return "-" if x is None else f"{x:,.{digits}f}"
-label = {"medasr": "medasr eager static batches", "pad-longest-32": "pad-to-longest generate batches of 32",
+label = {"medasr": static_label, "pad-longest-32": "pad-to-longest generate batches of 32",
          "one-by-one": "one by one"}
 rows = []
 for stem, name in (("offline-continuous", "medasr compiled + continuous"), ("offline-static", None)):
