@@ -7,12 +7,13 @@ transformers backend), prints one JSON line describing itself, then answers one 
 command read from stdin:
 
     {"paths": [...], "batch_size": B, "warmup": K}
-    -> {"texts": [...], "tokens": [...], "e2e_s": ..., "model_s": ..., "forwards": ...}
+    -> {"texts": [...], "tokens": [...], "e2e_s": ..., "cpu_s": ..., "model_s": ..., "forwards": ...}
 
 Each command first transcribes the first K paths once (not timed), then all paths with
 `max_inference_batch_size` B, timing the whole `transcribe` call (end to end: audio loading,
 features, prompt, generate, decoding, parsing) and the time inside the model's forwards
-(_clock.ForwardClock, the same clock as medasr's side). `tokens` counts each clip's generated
+(_clock.ForwardClock, the same clock as medasr's side), and the process's CPU time for the
+whole call (with one thread, what the work costs whatever else the machine runs). `tokens` counts each clip's generated
 tokens up to and including an end token, read from what `generate` returned. Nothing of medasr is
 imported here: this venv has transformers 4.57.6 and no medasr.
 """
@@ -86,13 +87,14 @@ def main() -> int:
             asr.transcribe(audio=cmd["paths"][: cmd["warmup"]], language=args.language)
         counts.clear()
         clock.reset()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results = asr.transcribe(audio=cmd["paths"], language=args.language)
-        e2e = time.perf_counter() - t0
+        e2e, cpu = time.perf_counter() - t0, time.process_time() - c0
         reply = {
             "texts": [r.text for r in results],
             "tokens": list(counts),
             "e2e_s": e2e,
+            "cpu_s": cpu,
             "model_s": clock.seconds,
             "forwards": clock.calls,
         }

@@ -26,9 +26,11 @@ Same clips: --clips espeak-ng speech clips with LibriSpeech test-clean's duratio
 (medasr.bench.workload, log-normal, median 5.8 s) kept below --max-clip-s (20 s, so no clip is cut
 by either side's long-audio path), written as 16 kHz WAV files that both sides read.
 
-Two clocks on both sides: end to end (the whole transcribe call: reading the files, features,
-prompt, model, decoding, parsing) and model (time inside the model's forwards, _clock.ForwardClock,
-identical on both sides). RTFx = audio seconds / seconds. Batch sizes: each side's default
+Three clocks on both sides: end to end (the whole transcribe call: reading the files, features,
+prompt, model, decoding, parsing), model (time inside the model's forwards, _clock.ForwardClock,
+identical on both sides), and CPU (the process's CPU time over the whole call: with one thread it
+is what the work costs, and it moves far less than wall time when other jobs share the cores).
+RTFx = audio seconds / seconds. Batch sizes: each side's default
 (read from its API's signature) and both at 16 (--batch-sizes). With --repeats R the modes run R
 times, alternating which side goes first; the best time of each is reported.
 
@@ -207,14 +209,15 @@ class Medasr:
         if warmup:
             self.asr.transcribe(files[:warmup], batch_size=batch_size, max_new_tokens=self.tokens)
         self.clock.reset()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = self.asr.transcribe(files, batch_size=batch_size, max_new_tokens=self.tokens)
-        e2e = time.perf_counter() - t0
+        e2e, cpu = time.perf_counter() - t0, time.process_time() - c0
         return {
             "texts": [t.text for t in out],
             # hit_token_cap: no end token and max_new_tokens reached, i.e. exactly `tokens` tokens
             "tokens": [self.tokens if t.hit_token_cap else None for t in out],
             "e2e_s": e2e,
+            "cpu_s": cpu,
             "model_s": self.clock.seconds,
             "forwards": self.clock.calls,
         }
@@ -296,16 +299,19 @@ def main(argv=None) -> int:
         m = min(runs[name]["medasr"], key=lambda x: x["e2e_s"])
         o_model = min(x["model_s"] for x in runs[name]["official"])
         m_model = min(x["model_s"] for x in runs[name]["medasr"])
+        o_cpu = min(x["cpu_s"] for x in runs[name]["official"])
+        m_cpu = min(x["cpu_s"] for x in runs[name]["medasr"])
         cmp = compare(runs[name]["official"][0], runs[name]["medasr"][0], durations, ob, args.tokens)
         stable = all(x["texts"] == runs[name][s][0]["texts"] for s in ("official", "medasr") for x in runs[name][s])
         rows.append({
             "batch": name, "official_batch": ob, "medasr_batch": mb,
-            "official": {"rtfx_model": rate(audio_s, o_model), "rtfx_e2e": rate(audio_s, o["e2e_s"]),
-                         "model_s": round(o_model, 3), "e2e_s": round(o["e2e_s"], 3), "forwards": o["forwards"]},
-            "medasr": {"rtfx_model": rate(audio_s, m_model), "rtfx_e2e": rate(audio_s, m["e2e_s"]),
-                       "model_s": round(m_model, 3), "e2e_s": round(m["e2e_s"], 3), "forwards": m["forwards"]},
-            "ratio_model": round(o_model / m_model, 2), "ratio_e2e": round(o["e2e_s"] / m["e2e_s"], 2),
+            "official": {"rtfx_model": rate(audio_s, o_model), "rtfx_e2e": rate(audio_s, o["e2e_s"]), "rtfx_cpu": rate(audio_s, o_cpu),
+                         "model_s": round(o_model, 3), "e2e_s": round(o["e2e_s"], 3), "cpu_s": round(o_cpu, 3), "forwards": o["forwards"]},
+            "medasr": {"rtfx_model": rate(audio_s, m_model), "rtfx_e2e": rate(audio_s, m["e2e_s"]), "rtfx_cpu": rate(audio_s, m_cpu),
+                       "model_s": round(m_model, 3), "e2e_s": round(m["e2e_s"], 3), "cpu_s": round(m_cpu, 3), "forwards": m["forwards"]},
+            "ratio_model": round(o_model / m_model, 2), "ratio_e2e": round(o["e2e_s"] / m["e2e_s"], 2), "ratio_cpu": round(o_cpu / m_cpu, 2),
             "ratio_e2e_per_repeat": [round(x["e2e_s"] / y["e2e_s"], 2) for x, y in zip(runs[name]["official"], runs[name]["medasr"])],
+            "ratio_cpu_per_repeat": [round(x["cpu_s"] / y["cpu_s"], 2) for x, y in zip(runs[name]["official"], runs[name]["medasr"])],
             "texts_stable_across_repeats": stable, **cmp,
         })  # fmt: skip
 
@@ -345,16 +351,17 @@ def markdown(res: dict) -> str:
         f"{n} clips, {res['clips']['audio_s']} s ({res['clips']['min_s']}-{res['clips']['max_s']} s, mean {res['clips']['mean_s']} s), "
         f"{res['tokens_per_clip']} tokens per clip on both sides; best of {res['repeats']}; load average {res['loadavg_before_after']}",
         "",
-        "| batch (qwen-asr / medasr) | qwen-asr RTFx model | qwen-asr RTFx e2e | medasr RTFx model | medasr RTFx e2e "
-        "| ratio model | ratio e2e | identical texts | token counts equal |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| batch (qwen-asr / medasr) | qwen-asr RTFx model / e2e / CPU | medasr RTFx model / e2e / CPU "
+        "| ratio model | ratio e2e | ratio CPU | identical texts | token counts equal |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["rows"]:
         o, m = r["official"], r["medasr"]
         ok = "yes" if r["tokens_official_ok"] and r["tokens_medasr_ok"] else "NO"
         lines.append(
-            f"| {r['batch']} ({r['official_batch']} / {r['medasr_batch']}) | {o['rtfx_model']} | {o['rtfx_e2e']} "
-            f"| {m['rtfx_model']} | {m['rtfx_e2e']} | {r['ratio_model']}x | {r['ratio_e2e']}x | {r['identical']} of {n} | {ok} |"
+            f"| {r['batch']} ({r['official_batch']} / {r['medasr_batch']}) | {o['rtfx_model']} / {o['rtfx_e2e']} / {o['rtfx_cpu']} "
+            f"| {m['rtfx_model']} / {m['rtfx_e2e']} / {m['rtfx_cpu']} | {r['ratio_model']}x | {r['ratio_e2e']}x | {r['ratio_cpu']}x "
+            f"| {r['identical']} of {n} | {ok} |"
         )
     lines.append("")
     for r in res["rows"]:
@@ -362,7 +369,7 @@ def markdown(res: dict) -> str:
         lines.append(
             f"batch {r['batch']}: {d} text(s) differ, {r['differ_padded_in_official_batch']} of them padded in their qwen-asr batch "
             f"(features of a padded batch); {r['identical_padded_in_official_batch']} padded clip(s) still gave the same text. "
-            f"e2e ratio per repeat: {r['ratio_e2e_per_repeat']}"
+            f"Ratio per repeat, e2e: {r['ratio_e2e_per_repeat']}, CPU: {r['ratio_cpu_per_repeat']}"
         )
     return "\n".join(lines)
 
