@@ -53,7 +53,7 @@ def test_every_answer_has_exactly_the_forced_length(peers, checkpoint_dirs, spee
     side = peers.Medasr(hf, TOKENS, threads=torch.get_num_threads())
     out = side.run(speech_clips, batch_size=2, warmup=1)
     assert out["tokens"] == [TOKENS] * len(speech_clips)  # hit_token_cap on every transcript
-    assert all(out["texts"]) and out["forwards"] > 0 and 0 < out["model_s"] <= out["e2e_s"]
+    assert all(out["texts"]) and out["forwards"] > 0 and 0 < out["model_s"] <= out["e2e_s"] and out["cpu_s"] > 0
     durations = [1.0, 3.0, 2.0, 2.0, 5.0]
     assert peers.padded_in_batch(durations, 2) == [True, False, False, False, False]
     same = {"texts": ["a", "b", "c", "d", "e"], "tokens": [TOKENS] * 5}
