@@ -2,25 +2,26 @@
 # One command for the GPU measurement of issue 16: offline RTFx and server latency, one table.
 #
 #   benchmarks/gpu.sh                      # one H200: sized for 5-8 minutes (estimated), nothing downloaded
-#   GPU_SH_SMOKE=1 benchmarks/gpu.sh       # everything tiny, on the CPU: checks the script end to end (~1 min)
+#   GPU_SH_SMOKE=1 benchmarks/gpu.sh       # everything tiny, on the CPU: checks the script end to end (~2 min)
 #
 # What runs (random weights of the published 1.7B architecture, bf16; synthetic white-noise clips
 # with LibriSpeech test-clean's durations, so nothing to download and no espeak-ng needed; clips
 # over 30 s are cut with --vad none, so no audio is dropped):
-#   1. offline, `medasr bench offline --random-weights 1.7b`: output length forced to 3.5 tokens
-#      per audio second (per batch's longest clip), RTFx inside the model and end to end:
-#        - medasr, compiled + continuous engine   [its flags: see the marked block below]
-#        - medasr, eager static batches            (sorted by duration, batch $BATCH; before the new
-#                                                   engine, medasr's default path)
-#        - pad-to-longest generate batches of 32   (unsorted, the usual hand-written loop)
+#   1. offline, `medasr bench offline --random-weights 1.7b`: each answer forced to 3.5 tokens per
+#      audio second, RTFx inside the model and end to end:
+#        - medasr, compiled + continuous          (--compile: the decode step as a CUDA graph)
+#        - medasr, continuous, eager               (the same without --compile)
+#        - medasr, static batches, eager           (--baseline static: sorted batches run to completion)
+#        - pad-to-longest generate batches of 32   (--baseline pad-longest-32: transformers' generate on
+#                                                   unsorted padded batches, the usual hand-written loop)
 #   2. server, `medasr serve` on a random 1.7B checkpoint written to disk whose end tokens are
 #      unreachable (benchmarks/make_random_checkpoint.py), every answer exactly $SERVER_TOKENS
 #      tokens; `medasr bench serve` at concurrency 1, 32 and 128: samples/s, RTFx, p50 / p95.
 # Results: $OUT/*.json (and .md), the table on stdout and in $OUT/table.md, the log in $OUT/gpu.log.
 #
 # Environment: PYTHON (default python3; medasr importable, e.g. PYTHONPATH=src), GPU_SH_OUT (the
-# output directory, default runs/gpu-DATE), CONTINUOUS_FLAGS / STATIC_FLAGS / SERVER_FLAGS
-# (see below), GPU_SH_SMOKE=1 (tiny sizes on the CPU).
+# output directory, default runs/gpu-DATE), COMPILE_FLAGS / SERVER_FLAGS (see below),
+# GPU_SH_SMOKE=1 (tiny sizes on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -41,24 +42,28 @@ else
 fi
 
 # ======================================================================================================
-# The compiled + continuous engine (issue 16, items 1-2). The flags this script expects, on both
-# `medasr bench offline` and `medasr serve`:
-#     --decode-mode continuous|static      which decoder runs
-#     --compile / --no-compile             the CUDA-graph decode step
-# When this medasr's `bench offline --help` lists --decode-mode, they are used as below; otherwise
-# (or to override) set CONTINUOUS_FLAGS, STATIC_FLAGS and SERVER_FLAGS yourself. Without them the
-# continuous row is skipped and the medasr row measures whatever medasr runs by default.
+# The engine's flags this script uses, found in --help so that the script runs on older and newer
+# medasr alike (a row whose flag is missing is skipped and says so):
+#   medasr bench offline --compile            the compiled + continuous row
+#   medasr bench offline --baseline static    the eager static-batches row
+#   medasr serve --compile                    the server compiles its decode step too
+# COMPILE_FLAGS and SERVER_FLAGS override what is found (e.g. SERVER_FLAGS="" to serve eager).
 OFFLINE_HELP="$("$PY" -m medasr bench offline --help)"
-if [ -z "${CONTINUOUS_FLAGS+set}" ] && [[ "$OFFLINE_HELP" == *--decode-mode* ]]; then
-    CONTINUOUS_FLAGS="--decode-mode continuous --compile"
-    STATIC_FLAGS="--decode-mode static --no-compile"
-    SERVER_FLAGS="--decode-mode continuous --compile"
+SERVE_HELP="$("$PY" -m medasr serve --help)"
+if [ -z "${COMPILE_FLAGS+set}" ]; then
+    COMPILE_FLAGS=""
+    if [[ "$OFFLINE_HELP" == *--compile* ]]; then COMPILE_FLAGS="--compile"; fi
 fi
-CONTINUOUS_FLAGS="${CONTINUOUS_FLAGS:-}"
-STATIC_FLAGS="${STATIC_FLAGS:-}"
-SERVER_FLAGS="${SERVER_FLAGS:-}"
-STATIC_LABEL="medasr, its default path"
-if [ -n "$STATIC_FLAGS" ]; then STATIC_LABEL="medasr eager static batches"; fi
+if [ -z "${SERVER_FLAGS+set}" ]; then
+    SERVER_FLAGS=""
+    if [[ "$SERVE_HELP" == *--compile* ]]; then SERVER_FLAGS="--compile"; fi
+fi
+BASELINES="pad-longest-32"
+STATIC_LABEL="medasr, its default path (eager)"
+if [[ "$OFFLINE_HELP" == *"static (sorted"* ]]; then
+    BASELINES="static,pad-longest-32"
+    STATIC_LABEL="medasr continuous, eager"
+fi
 # ======================================================================================================
 
 T0=$(date +%s)
@@ -74,18 +79,17 @@ OFFLINE=(bench offline --random-weights "$SIZE" --device "$DEVICE" --dtype "$DTY
          --synthetic-audio noise --batch-size "$BATCH" --max-batch-audio-s "$MAX_BATCH_AUDIO_S" --vad none
          --warmup "$WARMUP")
 
-if [ -n "$CONTINUOUS_FLAGS" ]; then
-    stamp "offline: medasr compiled + continuous ($CONTINUOUS_FLAGS)"
+if [ -n "$COMPILE_FLAGS" ]; then
+    stamp "offline: medasr compiled + continuous ($COMPILE_FLAGS)"
     # shellcheck disable=SC2086
-    "$PY" -m medasr "${OFFLINE[@]}" $CONTINUOUS_FLAGS --output-dir "$OUT" --stem offline-continuous > /dev/null
+    "$PY" -m medasr "${OFFLINE[@]}" $COMPILE_FLAGS --output-dir "$OUT" --stem offline-compiled > /dev/null
 else
-    stamp "offline: compiled + continuous engine not available yet (CONTINUOUS_FLAGS empty): skipped"
+    stamp "offline: this medasr has no --compile: the compiled row is skipped"
 fi
 
-stamp "offline: medasr eager static batches, and pad-to-longest generate batches of 32 ($BASELINE_LIMIT clips)"
-# shellcheck disable=SC2086
-"$PY" -m medasr "${OFFLINE[@]}" $STATIC_FLAGS --baseline pad-longest-32 --baseline-limit "$BASELINE_LIMIT" \
-    --output-dir "$OUT" --stem offline-static > /dev/null
+stamp "offline: medasr eager, and the baselines $BASELINES on the first $BASELINE_LIMIT clips"
+"$PY" -m medasr "${OFFLINE[@]}" --baseline "$BASELINES" --baseline-limit "$BASELINE_LIMIT" \
+    --output-dir "$OUT" --stem offline-eager > /dev/null
 
 CKPT="$OUT/random-$SIZE"
 stamp "server: writing a random $SIZE checkpoint to $CKPT"
@@ -117,34 +121,36 @@ kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 stamp "done; the table:"
 
-"$PY" - "$OUT" "$SERVER_TOKENS" "$STATIC_LABEL" <<'EOF' | tee "$OUT/table.md"
+"$PY" - "$OUT" "$SERVER_TOKENS" "$STATIC_LABEL" "$SERVER_FLAGS" <<'EOF' | tee "$OUT/table.md"
 import json, sys
 from pathlib import Path
 
-out, server_tokens, static_label = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+out, server_tokens, static_label, server_flags = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def f(x, digits=1):
     return "-" if x is None else f"{x:,.{digits}f}"
-label = {"medasr": static_label, "pad-longest-32": "pad-to-longest generate batches of 32",
-         "one-by-one": "one by one"}
-rows = []
-for stem, name in (("offline-continuous", "medasr compiled + continuous"), ("offline-static", None)):
+label = {"medasr": static_label, "static": "medasr static batches, eager",
+         "pad-longest-32": "pad-to-longest generate batches of 32", "one-by-one": "one by one"}
+rows, head = [], "no offline run"
+for stem, name in (("offline-compiled", "medasr compiled + continuous"), ("offline-eager", None)):
     path = out / f"{stem}.json"
     if not path.exists():
-        rows.append(f"| {name} | offline | not run | | | | | |")
+        rows.append(f"| {name} | offline | not run (no --compile) | | | | | |")
         continue
     r = json.loads(path.read_text())
     for run in r["runs"]:
         mode = name if name else label.get(run["mode"], run["mode"])
+        util = run.get("row_utilization")
         rows.append(f"| {mode} | offline, {run['total']} clips, {run['audio_s'] / 3600:.2f} h | {f(run['rtfx_model'])} "
-                    f"| {f(run['rtfx_e2e'])} | {f(run['samples_per_s'])} | | | {run['generated_tokens']:,} tokens |")
+                    f"| {f(run['rtfx_e2e'])} | {f(run['samples_per_s'])} | | | {run['generated_tokens']:,} tokens"
+                    + (f", row utilization {util:.2f}" if util is not None else "") + " |")
     head = (f"{r['random_weights']} random weights ({r['parameters'] / 1e6:,.0f} M parameters), {r['dtype']}, {r['device']}, "
             f"batch {r['batch_size']}, {r['environment'].get('gpu', 'CPU')}; offline: {r['tokens_per_second']} tokens per "
-            f"audio second (per batch's longest clip); server: {server_tokens} tokens per answer")
+            f"audio second; server: {server_tokens} tokens per answer")
 for c in sorted(int(p.stem.removeprefix("serve-c")) for p in out.glob("serve-c*.json")):
     r = json.loads((out / f"serve-c{c}.json").read_text())
     lv = r["levels"][0]
     lat = lv["latency_s"] or {}
-    rows.append(f"| medasr serve | {c} clients, {lv['total']} requests | | {f(lv['rtfx'])} | {f(lv['samples_per_s'])} "
+    rows.append(f"| medasr serve {server_flags or '(eager)'} | {c} clients, {lv['total']} requests | | {f(lv['rtfx'])} | {f(lv['samples_per_s'])} "
                 f"| {f(lat.get('p50'), 3)} | {f(lat.get('p95'), 3)} | {lv['failure']} failed, {lv['audio_s'] / 3600:.2f} h |")
 print(f"\n{head}\n")
 print("| system | workload | RTFx model | RTFx end to end | samples/s | p50 s | p95 s | notes |")
