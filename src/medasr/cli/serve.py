@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medasr.cli._common import add_model_arguments
+from medasr.cli._common import add_model_arguments, set_threads
 from medasr.defaults import DEFAULT_VAD, VAD_METHODS
 
 NAME = "serve"
@@ -78,6 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool and the batcher thread starts
     try:
         import uvicorn
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, set_threads
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -79,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool
     import errno
     import json
 
