@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--language", default="English", help="language when a request names none, or 'auto' (default: English)")
     g = p.add_argument_group("batching")
     g.add_argument("--max-batch-size", type=int, default=16, help="sequences decoded together (default: 16)")
+    g.add_argument("--compile", action="store_true",
+                   help="CUDA: compile the decode step into a CUDA graph (static shapes, bucketed batch sizes; "
+                   "a few compiles at start)")
     g.add_argument("--live-rows", type=int, default=2,
                    help="of those, rows kept for live streams so their updates never queue behind uploads (default: 2)")
     g.add_argument("--max-wait-ms", type=float, default=10.0,
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
         api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size, live_rows=args.live_rows,
+        compile=args.compile,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,
         read_timeout_s=args.read_timeout_s,
         max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,

@@ -24,7 +24,9 @@ from medasr.server.timeouts import ReadDeadline
 def load_engine(config: ServerConfig) -> Engine:
     from medasr.checkpoint import load
 
-    return Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+    engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+    engine.compile = config.compile
+    return engine
 
 
 class _CountRequests:

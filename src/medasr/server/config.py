@@ -17,6 +17,7 @@ class ServerConfig:
     api_key: str | None = None  # guards /v1/*; /health, /ready, /metrics and the page stay open
     language: str = "English"  # default when a request names none ("auto": the model detects it)
     max_batch_size: int = 16
+    compile: bool = False  # CUDA: the decode step compiled into a CUDA graph
     live_rows: int = 2  # of max_batch_size, rows only live streams' decodes may take (at most max_batch_size - 1)
     max_wait_ms: float = 10.0  # how long the first piece of a batch waits for company
     max_queue: int = 256  # requests admitted and not yet answered; beyond that: 429
