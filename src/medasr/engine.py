@@ -151,6 +151,7 @@ class Engine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         self._slots: dict[str, int | None] = {}
+        _channels_last_convs(self.model)
         ids = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
         self._language_head = ids("language")  # what an auto-language answer starts with
         self._none = ids(" None")
@@ -346,6 +347,15 @@ class Engine:
         """Logits of the first generated step (used to check parity with the official package)."""
         inputs = self.batch_inputs([request])
         return self.model(**inputs).logits[0, -1].float().cpu()
+
+
+def _channels_last_convs(model) -> None:
+    """The audio encoder's 2-D convolutions (over half the CPU time of a small model) run ~1.2-1.5x
+    faster on oneDNN (and cuDNN) with channels-last weights; outputs agree to ~1e-6."""
+    tower = getattr(getattr(model, "model", None), "audio_tower", None)
+    for conv in (getattr(tower, name, None) for name in ("conv2d1", "conv2d2", "conv2d3")):
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.to(memory_format=torch.channels_last)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
