@@ -160,7 +160,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if not file.exists():
             raise ModelLoadError(f"checkpoint {path} is incomplete; missing: {file.name}")
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f:
+            for key in f.keys():  # noqa: SIM118 (safe_open objects are not iterable)
                 state[key] = f.get_tensor(key)
     return state
 
