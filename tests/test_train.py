@@ -303,34 +303,18 @@ def test_short_training_run_checkpoints_transcribes_and_resumes(synth_clips, tmp
 
 
 # ---------------------------------------------------------------------------- the demo model
-@pytest.fixture(scope="module")
-def demo_asr():
+def test_demo_model_transcribes_heldout_speech():
     from medasr.checkpoint import DEMO_DIR
-    from medasr.transcribe import load_model
+    from medasr.train.demo import run_demo, set_sentences
 
     if not (DEMO_DIR / "config.json").exists():
         pytest.fail(f"no demo model in {DEMO_DIR}: rebuild it (docs/demo-model.md)")
-    assert (DEMO_DIR / "model.safetensors").stat().st_size <= 50 * 1024 * 1024
-    return load_model("demo", device="cpu")
+    weights = DEMO_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    texts = set_sentences("legacy", 2)  # held-out sentences of its 41 templates
+    from medasr import synth
 
-
-def test_demo_model_transcribes_sentences_it_never_saw(demo_asr):
-    """Sentences of held-out templates and WordNet files: no training sentence comes from them."""
-    from medasr import textsources
-    from medasr.train.demo import run_demo, set_sentences
-
-    texts = set_sentences("templates", 2) + set_sentences("documents", 2)
-    assert not any(textsources.training_filter(s) for s in textsources.corpus(2, split="heldout-docs", clinical_share=1.0))
-    results, wer = run_demo(sentences=texts, voices=("en", "en-us"), asr=demo_asr)
-    assert len(results) == 8
-    assert wer <= 0.35, [(r.reference, r.hypothesis) for r in results]
-
-
-def test_demo_model_stays_silent_on_silence_and_noise(demo_asr):
-    """With no speech detection in front of it (engine level), with and without a context, with
-    the language forced and detected: silence, noise, hum, clicks and 0.2 s clips give no text."""
-    from medasr.train.demo import silence_check
-
-    rows = silence_check(asr=demo_asr)
-    assert len(rows) >= 40
-    assert [r for r in rows if r[2].strip()] == []
+    assert all(synth.split_of(t) == "heldout" for t in texts)
+    results, wer = run_demo("demo", sentences=texts, voices=("en", "en-us"))
+    assert len(results) == 4
+    assert wer <= 0.25, [(r.reference, r.hypothesis) for r in results]
