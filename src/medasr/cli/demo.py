@@ -8,9 +8,11 @@ NAME = "demo"
 HELP = "transcribe synthetic held-out medical sentences, a context example and silence with the demo model"
 DESCRIPTION = """Speak sentences no training sentence comes from with espeak-ng's default English
 voices at default speed, transcribe them, and print reference, hypothesis and normalised WER
-(lowercase, punctuation deleted), then the corpus WER. Without --set: a few sentences of held-out
-templates and documents, a drug name the model never heard without and with it in --context,
-and silence.
+(lowercase, punctuation deleted), then the corpus WER. Without --set: a few held-out sentences
+of the templates the model was trained on (what it knows), of held-out templates and documents
+(what it does not: today it answers with its own templates), a drug name the model never heard
+without and with it in --context, and silence and noise through `medasr transcribe` (speech
+detection first: empty) beside what the model alone would invent.
 
 Sets (--set): heldout (held-out sentences of the training sources), templates (held-out
 clinical templates), documents (held-out WordNet files), independent (30 sentences written by
@@ -81,9 +83,11 @@ def _show(results) -> None:
 def _tour(asr, voices, seed: int, n: int) -> int:
     from medasr.train import demo
 
-    for name, title in (("templates", "held-out clinical templates"), ("documents", "held-out WordNet files")):
+    for name, title in (("legacy", "held-out sentences of the templates it was trained on"),
+                        ("templates", "novel sentences: held-out clinical templates"),
+                        ("documents", "novel sentences: held-out WordNet files")):  # fmt: skip
         results, total = demo.run_demo(voices=voices[:1], sentences=demo.set_sentences(name, n, seed), asr=asr)
-        print(f"== novel sentences: {title} ({voices[0]})")
+        print(f"== {title} ({voices[0]})")
         _show(results)
         print(f"corpus WER {100 * total:.1f} %\n")
     check = demo.context_check(n=1, voices=voices[:1], seed=seed, asr=asr)
@@ -93,10 +97,12 @@ def _tour(asr, voices, seed: int, n: int) -> int:
     print(f"  no context:      {bare}")
     print(f"  --context \"{context}\":")
     print(f"                   {with_context}\n")
-    print("== silence and noise (no speech detection in front of the model)")
+    print("== silence and noise: what medasr transcribe answers (speech detection first), and the model alone")
+    clips = demo.silence_clips()
+    piped = asr.transcribe([(samples, 16000) for _, samples in clips])
     rows = demo.silence_check(asr=asr, contexts=(None,))
-    for name, _, text in rows[: len(rows) // 2]:
-        print(f"  {name:32s} -> {text!r}")
+    for (name, _), t, (_, _, raw) in zip(clips, piped, rows[: len(rows) // 2]):
+        print(f"  {name:32s} -> {t.text!r:4s} (the model alone: {raw!r})")
     return 0
 
 
