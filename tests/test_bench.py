@@ -27,7 +27,7 @@ def approx(x):
 
 
 def check_percentiles(p: dict) -> None:
-    assert 0 <= p["p50"] <= p["p90"] <= p["p99"] <= p["max"]
+    assert 0 <= p["p50"] <= p["p90"] <= p["p95"] <= p["p99"] <= p["max"]
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_slow_clients_are_cut_off_while_a_normal_request_is_answered(server, spe
         time.sleep(0.05)
     client = openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=120)
     with speech_clips[0].open("rb") as f:
-        answered = client.audio.transcriptions.create(model="m", file=f)
+        answered = client.audio.transcriptions.create(model="", file=f)
     assert isinstance(answered.text, str)
     for t in threads:
         t.join(60)
@@ -97,13 +97,13 @@ def test_slow_clients_are_cut_off_while_a_normal_request_is_answered(server, spe
     assert _metric(server, "medasr_reading_requests") == 0
     assert _metric(server, "medasr_read_timeouts_total") == SLOW // 2
     with speech_clips[1].open("rb") as f:
-        assert isinstance(client.audio.transcriptions.create(model="m", file=f).text, str)
+        assert isinstance(client.audio.transcriptions.create(model="", file=f).text, str)
 
 
 def test_joined_mp3_is_transcribed_over_its_whole_length(server, mp3s):
     import openai
 
     client = openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=300)
-    r = client.audio.transcriptions.create(model="m", file=("joined.mp3", mp3s["joined"].read_bytes()), response_format="verbose_json")
+    r = client.audio.transcriptions.create(model="", file=("joined.mp3", mp3s["joined"].read_bytes()), response_format="verbose_json")
     assert r.duration == pytest.approx(33.07, abs=0.06)
     assert r.segments and max(s.end for s in r.segments) > 30.0  # the second recording is heard

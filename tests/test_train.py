@@ -165,6 +165,39 @@ def test_augment_adds_edge_silence_and_faint_noise_reproducibly(synth_clips, pro
     assert SpeechDataset(utt, processor, Augment()).augment is None  # nothing to do: no augmentation pass
 
 
+def test_nonspeech_clips_answer_nothing_and_never_join_compounds(synth_clips, processor):
+    from medasr.data import read_dataset
+    from medasr.train.data import DataReport, SpeechDataset, compounds, targets
+
+    tok = processor.tokenizer
+    wav = str(next((synth_clips / "audio").glob("*.wav")))
+    quiet = [Utterance(f"q{i}", wav, "", 2.0, "nonspeech", "warfarin, apixaban" if i else "", "None") for i in range(2)]
+    report = DataReport()
+    kept = targets(quiet + [Utterance("e", wav, " ", 2.0)], "mix", report, 30.0)
+    assert [u.id for u in kept] == ["q0", "q1"] and report.dropped_empty["mix"] == 1  # empty speech text still dropped
+    dataset = SpeechDataset(kept, processor)
+    # even index: language detection on, the answer is `language None<asr_text>` and the end of turn
+    auto = dataset[0]
+    assert tok.decode(auto.answer_ids, skip_special_tokens=False) == answer_prefix("None") + IM_END
+    assert auto.prompt_ids == tok(prompt_text(None, None, _audio_tokens(auto)), add_special_tokens=False)["input_ids"]
+    # odd index: asked as `medasr transcribe` asks (language forced), the answer is the end of turn alone
+    forced = dataset[1]
+    assert tok.decode(forced.answer_ids, skip_special_tokens=False) == IM_END and forced.text_ids == []
+    assert forced.prompt_ids == tok(prompt_text("warfarin, apixaban", "English", _audio_tokens(forced)),
+                                    add_special_tokens=False)["input_ids"]
+    batch = Collator(tok.pad_token_id, ctc=True)([auto, forced])
+    assert (batch["ctc_labels"] == IGNORE).all()  # CTC target: all blanks
+    speech = targets(read_dataset(synth_clips, "train"), "synth", DataReport(), 30.0)
+    for c in compounds(speech + kept * 20, 30, 20.0, seed=1):
+        assert all(u.language != "None" for u in c.parts)
+
+
+def _audio_tokens(example) -> int:
+    from medasr.prompt import audio_token_count
+
+    return audio_token_count(example.n_frames)
+
+
 # ---------------------------------------------------------------------------- recipe
 def test_recipe_defaults_are_the_seeds():
     r = Recipe()
@@ -272,13 +305,13 @@ def test_short_training_run_checkpoints_transcribes_and_resumes(synth_clips, tmp
 # ---------------------------------------------------------------------------- the demo model
 def test_demo_model_transcribes_heldout_speech():
     from medasr.checkpoint import DEMO_DIR
-    from medasr.train.demo import heldout_sentences, run_demo
+    from medasr.train.demo import run_demo, set_sentences
 
     if not (DEMO_DIR / "config.json").exists():
-        pytest.skip("no demo model shipped in this checkout")
+        pytest.fail(f"no demo model in {DEMO_DIR}: rebuild it (docs/demo-model.md)")
     weights = DEMO_DIR / "model.safetensors"
     assert weights.stat().st_size <= 25 * 1024 * 1024
-    texts = heldout_sentences(2)
+    texts = set_sentences("legacy", 2)  # held-out sentences of its 41 templates
     from medasr import synth
 
     assert all(synth.split_of(t) == "heldout" for t in texts)

@@ -169,6 +169,7 @@ class Decoder:
     def in_flight(self) -> list[Hashable]:
         return [r.key for r in self.rows]
 
+    @torch.inference_mode()  # moving cache rows writes inference tensors
     def drop(self, keys: set) -> int:
         """Stop decoding the rows with these keys (their clients left); returns how many."""
         gone = [i for i, r in enumerate(self.rows) if r.key in keys]
@@ -189,8 +190,7 @@ class Decoder:
             raise ValueError(f"{len(items)} requests for {self.free} free rows")
         engine = self.engine
         requests = [r for _, r in items]
-        inputs = engine.batch_inputs(requests)
-        ids, attention = inputs["input_ids"], inputs["attention_mask"]
+        feats, ids, attention = engine.prompts(requests)
         b, width = ids.shape
         self._ensure_cache(width)
         if not self.rows:
@@ -210,15 +210,15 @@ class Decoder:
         mask = self._prefill_mask(attention)
         self.cache.prefill(slots, column)
         with engine.timed():
-            hidden = self.model.model(
-                input_ids=ids,
-                input_features=inputs["input_features"],
-                input_features_mask=inputs["input_features_mask"],
-                attention_mask={"full_attention": mask},
-                position_ids=positions,
-                cache=self.cache,
-                use_cache=True,
-            ).last_hidden_state
+            # the prompts' audio placeholders get the audio embeddings (as the model's own forward
+            # does), encoded without padding clips to one another (Engine.encode_audio)
+            embeds = self._lm.embed_tokens(ids)
+            audio = engine.encode_audio(feats)
+            embeds[ids == self.model.config.audio_token_id] = audio.to(embeds.dtype)
+            hidden = self._lm(
+                inputs_embeds=embeds, attention_mask={"full_attention": mask}, position_ids=positions,
+                cache=self.cache, use_cache=True,
+            ).last_hidden_state  # fmt: skip
         self.stats.computed += b * width
         self.stats.useful += int(attention.sum())
         self.stats.prefills += 1

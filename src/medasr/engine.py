@@ -151,6 +151,7 @@ class Engine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         self._slots: dict[str, int | None] = {}
+        _channels_last_convs(self.model)
         ids = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
         self._language_head = ids("language")  # what an auto-language answer starts with
         self._none = ids(" None")
@@ -164,8 +165,8 @@ class Engine:
         text = prompt_text(context, language, n_audio_tokens)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def batch_inputs(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
-        """Left-padded prompt ids and right-padded mel features for one batch."""
+    def prompts(self, requests: Sequence[Request]) -> tuple[list[Features], torch.Tensor, torch.Tensor]:
+        """Each clip's features on its own, and the left-padded prompt ids and attention mask."""
         feats = [self.features(r.samples) for r in requests]
         ids = [self.prompt_ids(r.context, r.language, f.n_audio_tokens) for r, f in zip(requests, feats)]
         longest = max(len(x) for x in ids)
@@ -174,18 +175,36 @@ class Engine:
         for i, x in enumerate(ids):
             input_ids[i, longest - len(x) :] = torch.tensor(x)
             attention[i, longest - len(x) :] = 1
-        frames = max(f.mel.shape[-1] for f in feats)
-        mel = torch.zeros((len(feats), feats[0].mel.shape[0], frames), dtype=torch.float32, device=feats[0].mel.device)
-        mel_mask = torch.zeros((len(feats), frames), dtype=torch.long)
-        for i, f in enumerate(feats):
-            mel[i, :, : f.mel.shape[-1]] = f.mel
-            mel_mask[i, : f.n_frames] = 1
+        return feats, input_ids.to(self.device), attention.to(self.device)
+
+    def batch_inputs(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
+        """Left-padded prompt ids and right-padded mel features for one batch (the model's own
+        forward and `generate` take these)."""
+        feats, input_ids, attention = self.prompts(requests)
+        mel, mel_mask = _stack(feats, max(f.mel.shape[-1] for f in feats))
         return {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention.to(self.device),
+            "input_ids": input_ids,
+            "attention_mask": attention,
             "input_features": mel.to(self.device, self.dtype),
             "input_features_mask": mel_mask.to(self.device),
         }
+
+    def encode_audio(self, feats: Sequence[Features]) -> torch.Tensor:
+        """The projected audio embeddings of every clip, concatenated in order (what fills the
+        prompts' audio placeholders). Clips are encoded in groups of equal length in 1 s chunks,
+        so no clip's chunks are padded to another's: the encoder's convolutions, most of a
+        small model's cost, never run on padding. Each clip's output is its own whatever the group."""
+        groups: dict[int, list[int]] = {}
+        for i, f in enumerate(feats):
+            groups.setdefault(f.mel.shape[-1], []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(feats)
+        for frames, members in groups.items():
+            mel, mask = _stack([feats[i] for i in members], frames)
+            embeds = self.model.model.get_audio_features(mel.to(self.device, self.dtype), mask.to(self.device)).pooler_output
+            sizes = [feats[i].n_audio_tokens for i in members]
+            for i, part in zip(members, torch.split(embeds, sizes)):
+                out[i] = part
+        return torch.cat(out)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ no-speech score
     # The model answers `language None<asr_text>` when it hears no speech; the probability it
@@ -346,6 +365,25 @@ class Engine:
         """Logits of the first generated step (used to check parity with the official package)."""
         inputs = self.batch_inputs([request])
         return self.model(**inputs).logits[0, -1].float().cpu()
+
+
+def _stack(feats: Sequence[Features], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features right-padded to `frames` with zeros, and their valid-frame mask."""
+    mel = torch.zeros((len(feats), feats[0].mel.shape[0], frames), dtype=torch.float32, device=feats[0].mel.device)
+    mask = torch.zeros((len(feats), frames), dtype=torch.long)
+    for i, f in enumerate(feats):
+        mel[i, :, : f.mel.shape[-1]] = f.mel
+        mask[i, : f.n_frames] = 1
+    return mel, mask
+
+
+def _channels_last_convs(model) -> None:
+    """The audio encoder's 2-D convolutions (over half the CPU time of a small model) run ~1.2-1.5x
+    faster on oneDNN (and cuDNN) with channels-last weights; outputs agree to ~1e-6."""
+    tower = getattr(getattr(model, "model", None), "audio_tower", None)
+    for conv in (getattr(tower, name, None) for name in ("conv2d1", "conv2d2", "conv2d3")):
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.to(memory_format=torch.channels_last)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

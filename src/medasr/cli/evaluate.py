@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options, set_threads
 
 NAME = "evaluate"
 HELP = "evaluate a model (against a baseline) on test sets: WER/CER with CIs, medical terms, report"
@@ -86,6 +86,7 @@ def _model_id(model: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool
     from medasr.errors import UserError
     from medasr.evaluate import EvalConfig, evaluate, parse_dataset_arg
     from medasr.prompt import normalize_language

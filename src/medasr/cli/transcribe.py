@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options, set_threads
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -87,6 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool
     import errno
     import json
 

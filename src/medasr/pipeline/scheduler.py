@@ -12,7 +12,9 @@ Policy "static" admits only into an empty decoder (batches run to completion, as
 static batching does); it exists to measure the difference and gives the same texts.
 
 Driven either by the caller (`run_all`, the library) or by a worker thread (`start`, servers).
-Results go to each ticket's `on_result(index, Result | Exception)` from the driving thread.
+Results go to each ticket's `on_result(index, Result | Exception)` from the driving thread; an
+exception raised by a callback reaches the caller that drives the scheduler (a full disk stops
+`medasr transcribe`), while a worker thread logs it and serves the others.
 """
 
 from __future__ import annotations
@@ -279,8 +281,12 @@ class Scheduler:
                 self.stats.piece_s = 0.9 * self.stats.piece_s + 0.1 * (now - began)
             try:
                 ticket.on_result(i, res)
-            except Exception:  # a submitter's callback must not break the others
-                log.exception("result callback failed")
+            except Exception:
+                if self._thread is None:  # driven by the caller: its own callback's error is its to handle
+                    with self._cond:
+                        self._settle(ticket, 1)
+                    raise
+                log.exception("result callback failed")  # a worker serves everyone: one callback must not stop it
             with self._cond:
                 self._settle(ticket, 1)
 

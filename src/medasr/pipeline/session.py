@@ -7,7 +7,9 @@ scores at least `threshold`, keeping `prefix_padding_ms` of audio before it, and
 
 Partial text: while an utterance is open, its audio so far is re-decoded every `update_s` of new
 audio (one decode in flight at a time, at live priority), and only the words that two
-consecutive decodes agree on are released, as append-only `Delta`s.
+consecutive decodes agree on are released, as append-only `Delta`s. When the final agrees with
+what was released, one last `Delta` carries the rest of it, so an item's deltas add up to its
+`Completed` transcript (clients that only render deltas show the whole text).
 
 Final text: a closed utterance goes through the offline path (segmenter -> scheduler ->
 assembler), so its `Completed` transcript is what `medasr transcribe` gives for that stretch of
@@ -53,6 +55,7 @@ class LiveOptions:
     language: str | None = "English"
     context: str | None = None
     vad: str = "silero"  # the offline path's speech detection for finals ("none": off)
+    max_new_tokens: int | None = None  # per decode, as offline (None: grows with the audio)
 
     def check(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -61,6 +64,8 @@ class LiveOptions:
             raise ValueError("prefix_padding_ms and silence_duration_ms must not be negative")
         if self.update_s <= 0:
             raise ValueError("update_s must be positive")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
         vad_options(self.vad, self.max_piece_s)
 
 
@@ -87,13 +92,16 @@ class LiveSession:
         self._buf = np.zeros(0, np.float32)
         self._origin = 0  # absolute sample index of _buf[0]
         self._total = 0  # samples received
-        self._probs = SpeechProbabilities(VadOptions(threshold=options.threshold)) if options.turn_detection else None
+        self._probs: SpeechProbabilities | None = None
+        self._probs_origin = 0  # absolute sample where _probs began scoring
+        self._listen()
         self._open: _Item | None = None
         self._last_item: str | None = None
         self._last_end = 0  # where the last closed utterance ended
         self._order: list[str] = []  # committed items whose Completed is not sent yet, in order
         self._done: dict[str, Event] = {}
         self._finals: dict[str, list[Ticket]] = {}
+        self._said: dict[str, list[str]] = {}  # words released as deltas, per committed item
         self._closed = False
         self.counter = Counter()
 
@@ -101,6 +109,32 @@ class LiveSession:
     @property
     def duration(self) -> float:
         return self._total / SAMPLE_RATE
+
+    @property
+    def pending_s(self) -> float:
+        """Seconds of audio in the open utterance (what a commit would close now)."""
+        with self._lock:
+            return (self._total - self._open.start) / SAMPLE_RATE if self._open is not None else 0.0
+
+    @property
+    def pending_finals(self) -> int:
+        """Committed items whose final is not sent yet."""
+        return len(self._order)
+
+    def configure(self, options: LiveOptions) -> None:
+        """New options from now on (a client's session.update). Language, context and timing
+        apply to the next decode; a change of turn detection or threshold restarts speech
+        detection on the audio that follows. The open utterance, if any, stays open."""
+        options.check()
+        with self._lock:
+            old, self.options = self.options, options
+            if (old.turn_detection, old.threshold) != (options.turn_detection, options.threshold):
+                self._listen()
+
+    def _listen(self) -> None:
+        o = self.options
+        self._probs = SpeechProbabilities(VadOptions(threshold=o.threshold)) if o.turn_detection else None
+        self._probs_origin = self._total
 
     def append(self, samples: np.ndarray) -> None:
         """More audio (16 kHz mono float32)."""
@@ -153,6 +187,8 @@ class LiveSession:
                     self.scheduler.cancel(t)
             self._finals.clear()
             self._order.clear()
+            self._done.clear()
+            self._said.clear()
             self._open = None
             self._buf = np.zeros(0, np.float32)
             self._idle.notify_all()
@@ -166,7 +202,7 @@ class LiveSession:
     def _endpoint(self, probs: np.ndarray) -> None:
         o = self.options
         window = SpeechProbabilities.window
-        first = (self._probs.windows - len(probs)) * window
+        first = self._probs_origin + (self._probs.windows - len(probs)) * window
         neg = max(o.threshold - NEG_OFFSET, 0.01)
         silence = int(o.silence_duration_ms * SAMPLE_RATE / 1000)
         for j, p in enumerate(probs.tolist()):
@@ -216,7 +252,8 @@ class LiveSession:
         item.decoded_upto = self._total
         self.counter.partial_decodes += 1
         self.counter.partial_audio_s += len(audio) / SAMPLE_RATE
-        request = Request(audio, self.options.context, self.options.language)
+        o = self.options
+        request = Request(audio, o.context, o.language, o.max_new_tokens)
         item.partial = self.scheduler.submit([request], LIVE, lambda _, res, item=item: self._on_partial(item, res))
 
     def _on_partial(self, item: _Item, res: Result | Exception) -> None:
@@ -243,6 +280,7 @@ class LiveSession:
         end = max(end, item.start)
         self._emit(Committed(item.id, self._last_item, item.start / SAMPLE_RATE, end / SAMPLE_RATE))
         self._last_item, self._last_end = item.id, end
+        self._said[item.id] = item.previous[: item.released]
         audio = self._audio(item.start, end)
         self._order.append(item.id)
         self.counter.items.append(item.id)
@@ -251,8 +289,9 @@ class LiveSession:
         try:
             plan = plan_samples(audio, item.id, vad_options(o.vad, o.max_piece_s))
         except Exception as err:  # too short to transcribe: an empty final, as offline gives an error
-            self._done[item.id] = Completed(item.id, Transcript(item.id, "", "", round(len(audio) / SAMPLE_RATE, 3),
-                                                                error=str(err)), start_s, end_s)  # fmt: skip
+            t = Transcript(item.id, "", "", round(len(audio) / SAMPLE_RATE, 3), error=str(err),
+                           error_code=getattr(err, "code", "invalid_audio"))  # fmt: skip
+            self._done[item.id] = Completed(item.id, t, start_s, end_s)
             self._flush()
             return
         if not plan.pieces:
@@ -260,7 +299,8 @@ class LiveSession:
             self._flush()
             return
         results: dict[int, Result] = {}
-        requests = [Request(p.slice(audio) if not plan.whole else audio, o.context, o.language) for p in plan.pieces]
+        requests = [Request(p.slice(audio) if not plan.whole else audio, o.context, o.language, o.max_new_tokens)
+                    for p in plan.pieces]  # fmt: skip
         self.counter.final_decodes += len(requests)
         self.counter.final_audio_s += sum(r.duration for r in requests)
 
@@ -285,7 +325,13 @@ class LiveSession:
     def _flush(self) -> None:
         """Send finished finals in item order."""
         while self._order and self._order[0] in self._done:
-            self._emit(self._done.pop(self._order.pop(0)))
+            event = self._done.pop(self._order.pop(0))
+            said = self._said.pop(event.item_id, [])
+            if isinstance(event, Completed):
+                words = event.transcript.text.split()
+                if len(words) > len(said) and words[: len(said)] == said:
+                    self._emit(Delta(event.item_id, (" " if said else "") + " ".join(words[len(said) :])))
+            self._emit(event)
         if not self._order:
             self._idle.notify_all()
 

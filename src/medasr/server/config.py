@@ -17,6 +17,7 @@ class ServerConfig:
     api_key: str | None = None  # guards /v1/*; /health, /ready, /metrics and the page stay open
     language: str = "English"  # default when a request names none ("auto": the model detects it)
     max_batch_size: int = 16
+    compile: bool = False  # CUDA: the decode step compiled into a CUDA graph
     live_rows: int = 2  # of max_batch_size, rows only live streams' decodes may take (at most max_batch_size - 1)
     max_wait_ms: float = 10.0  # how long the first piece of a batch waits for company
     max_queue: int = 256  # requests admitted and not yet answered; beyond that: 429
@@ -29,6 +30,9 @@ class ServerConfig:
     max_new_tokens: int | None = None  # None: grows with each batch's longest piece
     allow_private_urls: bool = False
     url_timeout_s: float = 30.0
+    realtime_max_sessions: int = 16  # live WebSocket sessions at once; beyond that: refused
+    realtime_max_session_s: float = 3600.0  # a live session ends after this long (OpenAI: 60 min)
+    realtime_idle_timeout_s: float = 120.0  # ... or after this long without a client event
 
     @property
     def model_names(self) -> list[str]:
@@ -47,6 +51,12 @@ class ServerConfig:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def ws_max_message_bytes(self) -> int:
+        """WebSocket frames the server reads at all: twice a maximal append in base64, so an
+        append a little over the limit gets an `error` event, and only absurd ones a close."""
+        return 2 * (self.max_upload_bytes * 4 // 3) + 65536
+
     def check(self) -> None:
         """Raise ValueError naming the first setting out of range."""
         if self.max_batch_size < 1:
@@ -61,6 +71,10 @@ class ServerConfig:
             raise ValueError(f"--vad must be one of {', '.join(VAD_METHODS)}")
         if self.live_rows < 0:
             raise ValueError("--live-rows must not be negative")
+        if self.realtime_max_sessions < 0:
+            raise ValueError("--realtime-max-sessions must not be negative")
+        if self.realtime_max_session_s <= 0 or self.realtime_idle_timeout_s <= 0:
+            raise ValueError("--realtime-max-session-s and --realtime-idle-timeout-s must be positive")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError("--max-new-tokens must be at least 1")
         from medasr.prompt import normalize_language

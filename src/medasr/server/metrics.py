@@ -29,6 +29,7 @@ class Metrics:
     dropped_pieces: Counter
     reading: Gauge
     read_timeouts: Counter
+    realtime_sessions: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -51,6 +52,7 @@ class Metrics:
             read_timeouts=Counter(
                 "medasr_read_timeouts", "requests dropped with 408: the body did not arrive within --read-timeout-s", registry=r
             ),
+            realtime_sessions=Gauge("medasr_realtime_sessions", "live WebSocket sessions open", registry=r),
         )  # fmt: skip
 
     def render(self) -> tuple[bytes, str]:
