@@ -185,6 +185,7 @@ class EvalConfig:
     seed: int = 42
     command: str = ""
     options: dict = field(default_factory=dict)
+    ray: object | None = None  # medasr.scale.cluster.RayOptions (settled): transcribe as a Ray Data job
 
     def systems(self) -> dict[str, str]:
         out = {"model": self.model}
@@ -319,8 +320,13 @@ def check_settings(out_dir: Path, settings: dict, write: bool) -> None:
 
 
 def _resolved(cfg: EvalConfig, shard: Shard) -> tuple[str, str]:
+    import torch
+
     from medasr.checkpoint import pick_device, pick_dtype
 
+    if cfg.ray is not None:  # the workers' device, not this process's
+        device = torch.device(cfg.ray.device(cfg.device))
+        return str(device), str(pick_dtype(cfg.dtype, device)).removeprefix("torch.")
     device = pick_device(shard.device(cfg.device))
     return str(device), str(pick_dtype(cfg.dtype, device)).removeprefix("torch.")
 
@@ -334,6 +340,8 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None) -> dict | None:
     from medasr.text import get_normalizer
 
     shard = shard or Shard.from_env()
+    if cfg.ray is not None and shard.world_size > 1:
+        raise UserError("--ray and torchrun both spread the work: run one process with --ray, or torchrun without it")
     out_dir = Path(cfg.output_dir)
     norm = get_normalizer(cfg.normalizer)
     terms = metrics.default_terms(cfg.terms)  # a bad --terms file fails before any model loads
@@ -350,6 +358,12 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None) -> dict | None:
         todo = {spec.name: pending(out_dir, system, spec, rows, shard) for spec, rows in datasets}
         if not any(todo.values()):
             continue  # all done: a rerun only rebuilds the report (e.g. with another normaliser)
+        if cfg.ray is not None:  # the same rows and records, transcribed on a Ray cluster
+            from medasr.scale.evaluate import transcribe_system
+
+            work = [(spec, todo[spec.name]) for spec, _ in datasets if todo[spec.name]]
+            transcribed[system] = transcribe_system(system, model, work, out_dir, cfg)
+            continue
         from medasr.transcribe import load_model
 
         asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size)

@@ -29,7 +29,7 @@ from medasr.checkpoint import Loaded, load
 from medasr.defaults import DEFAULT_MODEL, DEFAULT_VAD, MAX_PIECE_S, MIN_PIECE_S, SAMPLE_RATE, VAD_METHODS
 from medasr.engine import Engine, Request, Result
 from medasr.errors import AudioError
-from medasr.pipeline.assembler import assemble
+from medasr.pipeline.assembler import assemble, failed
 from medasr.pipeline.scheduler import BULK, Scheduler
 from medasr.pipeline.segmenter import Plan, piece_samples, plan_input, vad_options
 from medasr.prompt import normalize_language
@@ -109,7 +109,7 @@ class ASR:
                 raise err
             job.failed = True
             duration = round(job.plan.duration, 3) if job.plan else 0.0
-            report(job, Transcript(job.source, "", "", duration, error=str(err), error_code=getattr(err, "code", "invalid_audio")))
+            report(job, failed(job.source, duration, str(err), getattr(err, "code", "invalid_audio")))
 
         def finished(job: _Job) -> None:
             plan = job.plan

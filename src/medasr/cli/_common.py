@@ -52,6 +52,53 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out on a Ray cluster (pip install 'medasr[ray]'; docs/scale.md)")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run as a Ray Data job: CPU tasks decode and detect speech, --workers model replicas transcribe. "
+        "No ADDRESS or 'local': a cluster started in this process; 'auto': the one `ray start` runs on this "
+        "machine; HOST:PORT or ray://HOST:10001: a remote one (medasr and the model must be on every node)",
+    )
+    g.add_argument("--workers", type=int, default=1, help="with --ray: model replicas, one per actor (default: 1)")
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="with --ray: GPUs per replica, fractions allowed (0.5: two on a GPU); default: 1 where the cluster "
+        "has GPUs, else 0 (CPU)",
+    )
+    g.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="with --ray: CPUs reserved per replica, the torch threads of a CPU replica (default: 1)",
+    )
+
+
+def ray_options(args: argparse.Namespace):
+    """The RayOptions of --ray and its companions, or None without --ray (Ray is not imported)."""
+    from medasr.errors import UserError
+
+    if args.ray is None:
+        for flag, value, default in (("--workers", args.workers, 1), ("--gpus-per-worker", args.gpus_per_worker, None),
+                                     ("--cpus-per-worker", args.cpus_per_worker, 1.0)):
+            if value != default:
+                raise UserError(f"{flag} applies to --ray runs: add --ray (local, or a cluster's address)")
+        return None
+    from medasr.scale import require_ray
+    from medasr.scale.cluster import RayOptions
+
+    require_ray()  # before any work: without Ray, say how to install it
+    return RayOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker)
+
+
 # ---------------------------------------------------------------------------------------------- CPU threads
 # torch starts one thread per CPU it sees. On a shared machine (other processes, or a container
 # whose CPU quota is below the host's core count) those threads wait at every parallel op for

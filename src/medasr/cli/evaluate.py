@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, set_threads
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options, set_threads
 
 NAME = "evaluate"
 HELP = "evaluate a model (against a baseline) on test sets: WER/CER with CIs, medical terms, report"
@@ -26,7 +26,9 @@ Written to --output-dir:
 An interrupted run resumes: rerun the same command and rows already in predictions/ are kept.
 Rerunning a finished one only rebuilds the report (e.g. with another --normalizer).
 Under torchrun each process transcribes rows RANK, RANK+WORLD_SIZE, ... on its own GPU and
-rank 0 writes the report once all parts are complete.
+rank 0 writes the report once all parts are complete. With --ray the rows are transcribed as a
+Ray Data job instead (CPU tasks decode, --workers model replicas transcribe; docs/scale.md),
+into the same predictions files.
 
 examples:
   medasr evaluate --model yuriyvnv/Qwen3-ASR-1.7B-EN-Medical --baseline Qwen/Qwen3-ASR-1.7B \\
@@ -34,6 +36,7 @@ examples:
   medasr evaluate --model ./my-finetune --dataset clinic=manifest:clinic/test.jsonl --limit 200 \\
       --output-dir eval-clinic/
   torchrun --nproc-per-node 8 -m medasr evaluate --model M --baseline M0 --dataset cv17=DIR --output-dir eval/
+  medasr evaluate --model M --dataset cv17=DIR --output-dir eval/ --ray auto --workers 8
 """
 
 
@@ -59,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bootstrap resamples for the CIs and the paired test (default: 1000)")
     g.add_argument("--seed", type=int, default=42, help="bootstrap seed (default: 42)")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="where predictions and reports go")
+    add_ray_arguments(p)
 
 
 def _command() -> str:
@@ -107,7 +111,16 @@ def run(args: argparse.Namespace) -> int:
         context=args.context, device=args.device, dtype=args.dtype, resamples=args.resamples,
         seed=args.seed, command=_command(), options=options,
     )
-    result = evaluate(cfg)
+    ray = ray_options(args)
+    if ray is None:
+        result = evaluate(cfg)
+    else:
+        from dataclasses import replace
+
+        from medasr.scale.cluster import connect
+
+        with connect(ray) as settled:
+            result = evaluate(replace(cfg, ray=settled))
     if result is not None:
         from medasr.report import results_table
 

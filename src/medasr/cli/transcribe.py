@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, set_threads
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options, set_threads
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -23,6 +23,11 @@ quiet points). The pieces are transcribed in batches and merged into one transcr
 timestamped segments; silence gives no text. Local files are streamed, so hours of audio
 need little memory. Shorter inputs are transcribed whole, as one segment.
 
+Many files: --ray runs the same pipeline as a Ray Data job (CPU tasks decode and detect speech,
+--workers model replicas transcribe, long recordings' pieces spread over them); same outputs
+and resuming as without it. A failed input is also recorded in --output-dir/errors.jsonl (one
+line per failed attempt; it is retried on a rerun).
+
 Output to stdout: txt is one line per input; json one list; jsonl and verbose_json one JSON
 object per line per input; srt and vtt take one input (with several, pass --output-dir to
 write one subtitle file per input).
@@ -33,9 +38,11 @@ examples:
   medasr transcribe --model demo --format vtt --output-dir subs/ recordings/
   medasr transcribe --model ./my-finetune --format jsonl recordings/ > out.jsonl
   medasr transcribe --context "metoprolol, atorvastatin" --format json a.wav b.mp3
+  medasr transcribe --model demo --ray --workers 2 --format jsonl --output-dir out/ archive/
 """
 STDOUT_SINGLE = ("srt", "vtt")  # documents that cannot be concatenated
 JSONL_NAME = "transcripts.jsonl"  # --format jsonl with --output-dir
+ERRORS_NAME = "errors.jsonl"  # with --output-dir: one line per failed attempt at an input
 CHUNK = 256  # inputs decoded at a time, to bound memory on large directories
 
 
@@ -76,6 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="longest piece sent to the model, in seconds; longer inputs are cut (default: 30, "
         "what Qwen3-ASR is trained on)",
     )
+    add_ray_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1")
     if not args.max_piece_s >= 1.0:
         raise UserError("--max-piece-s must be at least 1 second")
+    ray = ray_options(args)
     inputs = expand_inputs(args.audio)
     if not inputs:
         raise UserError("no audio files found in the given inputs")
@@ -131,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipping {skipped} input(s) already transcribed in {out_dir}", file=sys.stderr)
 
-    asr = load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    asr = None if ray else load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    errors = _ErrorLog(out_dir / ERRORS_NAME) if out_dir else None
     failures = 0
     collected = {}
     bar = tqdm(total=len(todo), unit="file", desc="transcribing", disable=None if len(todo) > 1 else True, file=sys.stderr)
@@ -144,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"medasr transcribe: error: {t.error}", file=sys.stderr)
         source = chunk[index]
         try:
+            if errors and t.error:
+                errors.append(source, t)
             if results and not t.error:
                 results.append({**to_record(t), "input": input_key(source)})
             elif out_dir and not t.error:
@@ -161,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
         collected[source] = t
 
     try:
-        for start in range(0, len(todo), CHUNK):
+        if ray and todo:
+            _on_ray(todo, args, ray, lambda i, t: emit(i, t, todo))
+        for start in range(0, len(todo), CHUNK) if asr is not None else ():
             chunk = todo[start : start + CHUNK]
             asr.transcribe(
                 chunk,
@@ -178,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if results:
             results.close()
+        if errors:
+            errors.close()
 
     if not out_dir:
         ordered = [collected[s] for s in todo]
@@ -193,6 +209,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"medasr transcribe: {failures} of {len(todo)} input(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _on_ray(todo: list[str], args: argparse.Namespace, options, on_result) -> None:
+    """The same transcription as a Ray Data job (medasr.scale): results come back to on_result here."""
+    from medasr.prompt import normalize_language
+    from medasr.scale.cluster import connect
+    from medasr.scale.job import Settings, model_ref, transcribe_sources
+
+    with connect(options) as settled:
+        settings = Settings(model_ref(args.model), settled.device(args.device), args.dtype, args.batch_size,
+                            normalize_language(args.language), args.context, args.max_new_tokens, args.vad, args.max_piece_s)
+        stats = transcribe_sources(todo, settings, settled, on_result)
+    print(stats.summary(), file=sys.stderr)
+
+
+class _ErrorLog:
+    """errors.jsonl in --output-dir: each failed attempt at an input, appended as it happens (a
+    failed input has no output, so a rerun tries it again and a new line records a new failure)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.log = None
+
+    def append(self, source: str, t) -> None:
+        import time
+
+        from medasr.outputs import RecordLog, input_key
+
+        if self.log is None:  # opened at the first failure: a clean run leaves no file
+            self.log = RecordLog(self.path, lambda r: f"{r['input']}\t{r['at']}")
+            self.log.open()
+        self.log.append({"input": input_key(source), "source": source, "error": t.error, "error_code": t.error_code,
+                         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 def _record_key(record: dict) -> str:

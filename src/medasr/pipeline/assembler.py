@@ -52,3 +52,8 @@ def assemble(plan: Plan, results: Sequence[Result | None], language: str | None,
     confidence = round(math.exp(total / count), 6) if count else None
     return Transcript(plan.source, text, lang, round(plan.duration, 3), segments, hit_token_cap=capped,
                       logprobs=logprobs, confidence=confidence)  # fmt: skip
+
+
+def failed(source: str, duration: float, error: str, code: str = "invalid_audio") -> Transcript:
+    """The transcript of an input that could not be transcribed: no text, the error and its code."""
+    return Transcript(source, "", "", duration, error=error, error_code=code)
