@@ -1,6 +1,6 @@
 """Find a Qwen3-ASR checkpoint (hub id, local directory, "demo"), detect its format, convert, load.
 
-Two formats exist (../shared/reference/qwen3-asr.md):
+Two formats exist (the project reference notes, qwen3-asr.md):
 - original ("qwen-asr"): config nested under `thinker_config`, weights `thinker.*`;
   what the official package, its fine-tuning recipe and vLLM use.
 - transformers-native: flat config, weights `model.audio_tower.*`, `model.language_model.*`,

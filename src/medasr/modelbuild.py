@@ -121,7 +121,7 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    # Published dimensions (../shared/reference/qwen3-asr.md).
+    # Published dimensions (the project reference notes, qwen3-asr.md).
     "1.7b": Size(1024, 24, 16, 4096, 480, 2048, 28, 16, 8, 128, 6144),
     "0.6b": Size(896, 18, 14, 3584, 480, 1024, 28, 16, 8, 128, 3072),
     # Test fixtures: seconds to build and run on a CPU.
