@@ -22,40 +22,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_server import load  # noqa: E402  (the same clients as the server benchmark)
+
 DEFAULT_REF = "6b8c4d5"  # the last revision with the static batcher
-
-
-async def load(base: str, clips: list[bytes], clients: int, n: int, think_s: float = 0.0,
-               seed: int = 0) -> tuple[float, list[float], dict[int, str]]:  # fmt: skip
-    import random
-
-    import httpx2 as httpx
-
-    todo = iter(range(n))
-    latencies: list[float] = []
-    texts: dict[int, str] = {}
-    rng = random.Random(seed)
-    pauses = [rng.expovariate(1 / think_s) if think_s else 0.0 for _ in range(n)]
-
-    async def client(http) -> None:
-        for i in todo:
-            await asyncio.sleep(pauses[i])  # a client's pause before its next request (dictation, review)
-            k = i % len(clips)
-            t0 = time.perf_counter()
-            r = await http.post("/v1/audio/transcriptions", files={"file": (f"c{k}.wav", clips[k], "audio/wav")})
-            latencies.append(time.perf_counter() - t0)
-            r.raise_for_status()
-            texts.setdefault(k, r.json()["text"])
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=900) as http:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return time.perf_counter() - t0, latencies, texts
 
 
 def percentile(xs: list[float], q: float) -> float:

@@ -34,16 +34,24 @@ SENTENCES = [
 ]
 
 
-async def load(base: str, clips: list[bytes], concurrency: int, n: int) -> tuple[float, list[float], dict[int, str]]:
-    """n requests from `concurrency` clients in closed loop: (wall s, latencies, text per clip)."""
+async def load(base: str, clips: list[bytes], clients: int, n: int, think_s: float = 0.0,
+               seed: int = 0) -> tuple[float, list[float], dict[int, str]]:  # fmt: skip
+    """n requests from `clients` clients: (wall s, latencies, text per clip). think_s = 0: closed
+    loop (each client sends its next request as soon as the last is answered); else each client
+    pauses a random time (exponential, mean think_s) first, so requests arrive while others decode."""
+    import random
+
     import httpx2 as httpx
 
     todo = iter(range(n))
     latencies: list[float] = []
     texts: dict[int, str] = {}
+    rng = random.Random(seed)
+    pauses = [rng.expovariate(1 / think_s) if think_s else 0.0 for _ in range(n)]
 
     async def client(http: httpx.AsyncClient) -> None:
         for i in todo:
+            await asyncio.sleep(pauses[i])  # a client's pause before its next request (dictation, review)
             k = i % len(clips)
             t0 = time.perf_counter()
             r = await http.post("/v1/audio/transcriptions", files={"file": (f"c{k}.wav", clips[k], "audio/wav")})
@@ -51,10 +59,10 @@ async def load(base: str, clips: list[bytes], concurrency: int, n: int) -> tuple
             r.raise_for_status()
             texts.setdefault(k, r.json()["text"])
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=600) as http:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=900) as http:
         t0 = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        await asyncio.gather(*(client(http) for _ in range(clients)))
         return time.perf_counter() - t0, latencies, texts
 
 
