@@ -15,6 +15,16 @@ class Segment:
 
 
 @dataclass
+class Word:
+    """One word on the recording's timeline (seconds); probability None when not computed."""
+
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass
 class Transcript:
     """What transcribing one input gives."""
 
@@ -25,6 +35,7 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     error: str | None = None  # set instead of raising when a batch keeps going past bad inputs
     hit_token_cap: bool = False  # decoding stopped at max_new_tokens: the text may be cut or looping
+    words: list[Word] = field(default_factory=list)  # word times, when a forced aligner ran
 
     def to_dict(self) -> dict:
         d = asdict(self)
