@@ -1,14 +1,17 @@
 """Transcript writers: txt, json, jsonl, srt, vtt and OpenAI's verbose_json.
 
-Subtitles have one cue per segment (a piece of speech of at most 30 s; a short clip is one
-segment), numbered from 1, times on the recording's timeline with millisecond precision.
+Subtitles: readable cues (`medasr.subtitles`: at most 2 lines of 42 characters and 7 s, cut at
+sentence and clause ends and pauses), timed by the transcript's words when an aligner gave them,
+else interpolated inside its segments (approximate); numbered from 1, times on the recording's
+timeline with millisecond precision.
 """
 
 from __future__ import annotations
 
 import json
 
-from medasr.records import Segment, Transcript
+from medasr.records import Segment, Transcript, Word
+from medasr.subtitles import cues as subtitle_cues
 
 FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "verbose_json")
 EXTENSIONS = {"txt": "txt", "json": "json", "jsonl": "jsonl", "srt": "srt", "vtt": "vtt", "verbose_json": "json"}
@@ -55,33 +58,23 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def _cue_text(text: str) -> str:
-    # one line: a blank line would end the cue, and "-->" would read as a timing line
-    return " ".join(text.split()).replace("-->", "->")
+def _cues(segments: list[Segment], words: list[Word] | None) -> list[tuple[float, float, str]]:
+    """(start, end, text) of readable cues (`medasr.subtitles`); an end never precedes its start."""
+    return [(c.start, max(c.end, c.start), c.text) for c in subtitle_cues(segments, words)]
 
 
-def _cues(segments: list[Segment]) -> list[tuple[str, str, str]]:
-    """(start, end, text) for the segments with text; an end never precedes its start."""
-    out = []
-    for s in segments:
-        text = _cue_text(s.text)
-        if text:
-            out.append((s.start, max(s.end, s.start), text))
-    return out
-
-
-def srt(segments: list[Segment]) -> str:
+def srt(segments: list[Segment], words: list[Word] | None = None) -> str:
     blocks = [
         f"{i}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n"
-        for i, (a, b, text) in enumerate(_cues(segments), start=1)
+        for i, (a, b, text) in enumerate(_cues(segments, words), start=1)
     ]
     return "\n".join(blocks)
 
 
-def vtt(segments: list[Segment]) -> str:
+def vtt(segments: list[Segment], words: list[Word] | None = None) -> str:
     # WebVTT cue text is HTML-like: & and < must be escaped (> too, for symmetry)
     escape = lambda x: x.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    cues = [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{escape(text)}\n" for a, b, text in _cues(segments)]
+    cues = [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{escape(text)}\n" for a, b, text in _cues(segments, words)]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -94,7 +87,7 @@ def render(t: Transcript, fmt: str) -> str:
     if fmt == "verbose_json":
         return json.dumps(verbose_json(t), ensure_ascii=False) + "\n"
     if fmt == "srt":
-        return srt(t.segments)
+        return srt(t.segments, t.words)
     if fmt == "vtt":
-        return vtt(t.segments)
+        return vtt(t.segments, t.words)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
