@@ -166,3 +166,14 @@ def test_bad_input_gives_a_clear_error_or_no_words(aligner, speech_clips):
     with pytest.raises(AlignmentError, match="cannot be aligned to"):
         A.align_pieces(aligner, samples, [Segment(0.0, 0.3, "one two three four five six seven")])
     assert A.align_pieces(aligner, samples, [Segment(0.0, 0.5, " "), Segment(0.5, 0.6, "")]) == []
+
+
+def test_pieces_read_one_by_one_each_get_their_words_and_a_bad_one_can_be_skipped(aligner, speech_clips, caplog):
+    first, second = (load_audio(c).samples for c in speech_clips[:2])
+    clips = [A.Clip(first, 3.0, "The patient takes metoprolol."), A.Clip(second[:4000], 10.0, "word " * 10), A.Clip(second, 12.5, "Chest pain.")]
+    with pytest.raises(AlignmentError, match="at 10.00 s"):
+        A.align_clips(aligner, clips)
+    words = A.align_clips(aligner, clips, skip_bad=True)
+    assert [len(w) for w in words] == [4, 0, 2] and "no word times for the piece at 10.00 s" in caplog.text
+    assert all(3.0 <= w.start <= w.end <= 3.0 + len(first) / SAMPLE_RATE + 1e-3 for w in words[0])
+    assert all(w.start >= 12.5 for w in words[2]) and [w.word for w in words[2]] == ["Chest", "pain."]

@@ -1,10 +1,11 @@
 """Word times: force-align a transcript to its audio with a Qwen3-ForcedAligner.
 
     from medasr.aligner_checkpoint import load_aligner
-    from medasr.align import align, align_pieces
+    from medasr.align import Clip, align, align_clips, align_pieces
     aligner = load_aligner("demo")                       # or Qwen/Qwen3-ForcedAligner-0.6B
     words = align(aligner, samples, "Give metoprolol 25 milligrams.")   # any length of audio
     words = align_pieces(aligner, samples, segments)     # the transcriber's pieces (<= 30 s)
+    per_piece = align_clips(aligner, [Clip(piece_samples, start, text), ...])  # pieces read one by one
 
 What the aligner sees is exactly the official input (qwen-asr 0.0.6 `Qwen3ForcedAligner`):
 the transcript split into units as its processor splits it (white space; each unit cleaned to
@@ -15,14 +16,16 @@ and two `<timestamp>` slots, no chat template. transformers' `Qwen3ASRProcessor`
 monotonic repair, seconds rounded to the millisecond). That is the raw output (`raw=True`).
 
 On top of it, unless `raw`:
+- times past the end of the piece's audio are set to its end;
 - each unit gets back the punctuation and casing it had in the transcript ("xray" -> "x-ray,");
   a token with no letters or digits ("-", "&") joins the word before it;
 - words of zero length (the aligner gave start == end, or several words the same instant) are
   widened to `min_word_s` each where the neighbouring words leave room, never overlapping them.
 
 Audio goes to the aligner in pieces of at most `MAX_PIECE_S` (30 s), so long recordings never
-exceed its window, and every time is on the original recording's timeline. `align_pieces` takes
-pieces with their own text (what the transcriber produces); `align` takes one transcript for a
+exceed its window, and every time is on the original recording's timeline. `align_clips` takes
+pieces with their own samples and text (what the transcriber produces; a streamed long file never
+holds the whole signal), `align_pieces` the same as spans of one signal; `align` takes one transcript for a
 whole recording, finds pieces of speech (`medasr.vad`) and shares the words out among them in
 proportion to their speech, cutting preferably at sentence ends.
 """
@@ -182,6 +185,82 @@ def capacity(aligner: LoadedAligner, seconds: float) -> int:
     return int(seconds * 1000 / aligner.segment_ms)
 
 
+@dataclass
+class Clip:
+    """One piece's own 16 kHz samples, where it starts on the recording's timeline, and its text."""
+
+    samples: np.ndarray
+    start: float
+    text: str
+
+
+def align_clips(
+    aligner: LoadedAligner,
+    clips: Sequence[Clip],
+    language: str | None = "English",
+    raw: bool = False,
+    batch_size: int = 8,
+    skip_bad: bool = False,
+    min_word_s: float | None = None,
+) -> list[list[Word]]:
+    """The words of each clip (a piece of at most `MAX_PIECE_S` with its text), times on the
+    recording's timeline: one list per clip, empty for a clip without words.
+
+    A clip longer than the limit, or whose text has more units than its audio can hold (one per
+    `timestamp_segment_time`), raises AlignmentError; with `skip_bad` it gets no words instead (and
+    a warning is logged), so one bad piece does not cost the others their words.
+    """
+    language = aligner_language(language)
+    min_word_s = aligner.segment_ms / 1000 if min_word_s is None else min_word_s
+    out: list[list[Word]] = [[] for _ in clips]
+    jobs = []  # (index, clip, its units)
+    for i, clip in enumerate(clips):
+        units = split_units(aligner.processor, clip.text, language)
+        if not units:
+            continue
+        try:
+            _check(aligner, clip, len(units))
+        except AlignmentError as err:
+            if not skip_bad:
+                raise
+            log.warning("no word times for the piece at %.2f s: %s", clip.start, err)
+            continue
+        jobs.append((i, clip, units))
+    if not jobs:
+        return out
+    decoded = _run(aligner, [c.samples for _, c, _ in jobs], [" ".join(u.text for u in units) for _, _, units in jobs], language, batch_size)
+    for (i, clip, units), items in zip(jobs, decoded):
+        if [it["text"] for it in items] != [u.text for u in units]:  # cannot happen: same splitter, same text
+            raise AlignmentError(f"the aligner's units differ from the transcript's at {clip.start:.2f} s")
+        offset = float(clip.start)
+        words = [
+            Word(it["text"] if raw else u.display, round(offset + it["start_time"], 3), round(offset + it["end_time"], 3))
+            for it, u in zip(items, units)
+        ]
+        if not raw:
+            end = round(offset + len(clip.samples) / SAMPLE_RATE, 3)
+            for w in words:  # a bin past the piece's audio (the head reaches 400 s) means its end
+                w.start, w.end = min(w.start, end), min(w.end, end)
+            widen(words, offset, end, min_word_s)
+        out[i] = words
+    return out
+
+
+def _check(aligner: LoadedAligner, clip: Clip, n_units: int) -> None:
+    seconds = len(clip.samples) / SAMPLE_RATE
+    if seconds > MAX_PIECE_S + PIECE_TOLERANCE_S or seconds * 1000 > aligner.num_bins * aligner.segment_ms:
+        raise AlignmentError(
+            f"the piece at {clip.start:.2f} s is {seconds:.1f} s long: align pieces of at most "
+            f"{MAX_PIECE_S:g} s (medasr.align.align cuts a whole recording into such pieces)"
+        )
+    if n_units > capacity(aligner, seconds):
+        raise AlignmentError(
+            f"{n_units} words cannot be aligned to {seconds:.2f} s of audio (at {clip.start:.2f} s): "
+            f"at most {capacity(aligner, seconds)} fit, one per {aligner.segment_ms:g} ms. "
+            "Is the transcript for this audio?"
+        )
+
+
 def align_pieces(
     aligner: LoadedAligner,
     samples: np.ndarray,
@@ -189,53 +268,13 @@ def align_pieces(
     language: str | None = "English",
     raw: bool = False,
     batch_size: int = 8,
-    min_word_s: float | None = None,
+    skip_bad: bool = False,
 ) -> list[Word]:
-    """Words of every piece, on the recording's timeline, in order.
-
-    `samples` is the whole 16 kHz recording; each piece (start, end in seconds, and its text; a
-    `Segment` will do) is at most `MAX_PIECE_S` long. Pieces without words give none. Raises
-    AlignmentError when a piece's text has more units than its audio can hold, or a piece is
-    longer than the limit.
-    """
-    language = aligner_language(language)
-    min_word_s = aligner.segment_ms / 1000 if min_word_s is None else min_word_s
-    jobs = []  # (piece, its units, clip)
-    for piece in pieces:
-        units = split_units(aligner.processor, piece.text, language)
-        if not units:
-            continue
-        duration = piece.end - piece.start
-        if duration > MAX_PIECE_S + PIECE_TOLERANCE_S or duration * 1000 > aligner.num_bins * aligner.segment_ms:
-            raise AlignmentError(
-                f"piece {piece.start:.2f}-{piece.end:.2f} s is {duration:.1f} s long: align pieces of at most "
-                f"{MAX_PIECE_S:g} s (medasr.align.align cuts a whole recording into such pieces)"
-            )
-        clip = samples[round(piece.start * SAMPLE_RATE) : round(piece.end * SAMPLE_RATE)]
-        seconds = len(clip) / SAMPLE_RATE
-        if len(units) > capacity(aligner, seconds):
-            raise AlignmentError(
-                f"{len(units)} words cannot be aligned to {seconds:.2f} s of audio "
-                f"(at {piece.start:.2f} s): at most {capacity(aligner, seconds)} fit, one per "
-                f"{aligner.segment_ms:g} ms. Is the transcript for this audio?"
-            )
-        jobs.append((piece, units, clip))
-    if not jobs:
-        return []
-    decoded = _run(aligner, [c for _, _, c in jobs], [" ".join(u.text for u in units) for _, units, _ in jobs], language, batch_size)
-    words: list[Word] = []
-    for (piece, units, clip), items in zip(jobs, decoded):
-        if [it["text"] for it in items] != [u.text for u in units]:  # cannot happen: same splitter, same text
-            raise AlignmentError(f"the aligner's units differ from the transcript's at {piece.start:.2f} s")
-        offset = float(piece.start)
-        piece_words = [
-            Word(it["text"] if raw else u.display, round(offset + it["start_time"], 3), round(offset + it["end_time"], 3))
-            for it, u in zip(items, units)
-        ]
-        if not raw:
-            widen(piece_words, offset, offset + len(clip) / SAMPLE_RATE, min_word_s)
-        words.extend(piece_words)
-    return words
+    """Words of every piece of the whole 16 kHz recording `samples`, in order; each piece (start,
+    end in seconds and its text: a `Segment` will do) is at most `MAX_PIECE_S` long. See
+    `align_clips` for errors."""
+    clips = [Clip(samples[round(p.start * SAMPLE_RATE) : round(p.end * SAMPLE_RATE)], float(p.start), p.text) for p in pieces]
+    return [w for words in align_clips(aligner, clips, language, raw, batch_size, skip_bad) for w in words]
 
 
 def widen(words: list[Word], lo: float, hi: float, min_s: float) -> None:
