@@ -338,7 +338,7 @@ def align(
     if duration <= MAX_PIECE_S:
         return align_pieces(aligner, samples, [_Piece(0.0, duration, text)], language, raw, batch_size)
     spans = [(p.start, p.end, sum(b - a for a, b in p.regions) or p.duration) for p in found]
-    texts = share_out(units, [s for _, _, s in spans])
+    texts = share_out(units, [s for _, _, s in spans], [capacity(aligner, b - a) for a, b, _ in spans])
     chosen = [_Piece(a, b, t) for (a, b, _), t in zip(spans, texts) if t]
     log.info("aligning %d words in %d pieces of speech", len(units), len(chosen))
     return align_pieces(aligner, samples, chosen, language, raw, batch_size)
@@ -351,25 +351,30 @@ class _Piece:
     text: str
 
 
-def share_out(units: list[Unit], speech_s: list[float]) -> list[str]:
+def share_out(units: list[Unit], speech_s: list[float], capacities: list[int] | None = None) -> list[str]:
     """The units' written forms shared out among pieces in proportion to each piece's speech,
-    each cut moved to a nearby sentence end (else clause end) when there is one; one text per piece."""
+    each cut moved to a nearby sentence end (else clause end) when there is one, and no piece
+    given more units than its capacity (when given); one text per piece."""
+    n, m = len(units), len(speech_s)
+    caps = list(capacities) if capacities is not None else [n] * m
     weights = np.array([len(u.text) + 2.0 for u in units])  # ~ spoken length, with the gap after
     cum = np.concatenate([[0.0], np.cumsum(weights)])
     total_speech = float(sum(speech_s)) or 1.0
     bounds, done = [0], 0.0
-    for s in speech_s[:-1]:
+    for k, s in enumerate(speech_s[:-1]):
         done += s
         target = cum[-1] * done / total_speech
         ideal = int(np.argmin(np.abs(cum - target)))
-        reach = max(3, int(0.25 * len(units) * s / total_speech))
-        best, best_cost = ideal, float("inf")
-        for b in range(max(bounds[-1], ideal - reach), min(len(units), ideal + reach) + 1):
+        reach = max(3, int(0.25 * n * s / total_speech))
+        lo = max(bounds[-1], n - sum(caps[k + 1 :]))  # what the later pieces cannot hold stays here
+        hi = min(n, bounds[-1] + caps[k])
+        best, best_cost = max(lo, min(ideal, hi)), float("inf")
+        for b in range(max(lo, ideal - reach), min(hi, ideal + reach) + 1):
             after = units[b - 1] if b > 0 else None
             penalty = 0.0 if after is None or after.sentence_end else 1.5 if after.clause_end else 3.0
             cost = abs(cum[b] - target) / weights.mean() + penalty
             if cost < best_cost:
                 best, best_cost = b, cost
-        bounds.append(max(best, bounds[-1]))
-    bounds.append(len(units))
+        bounds.append(best)
+    bounds.append(n)
     return [" ".join(u.display for u in units[a:b]) for a, b in zip(bounds, bounds[1:])]
