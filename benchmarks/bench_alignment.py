@@ -14,7 +14,10 @@ and pitch, as `medasr demo` does, with exact word times from libespeak-ng's word
 
 Error per word boundary: |predicted - true| for start and end; reported as the mean over all
 boundaries (ms), the median, and the share within 80 ms (one bin) and 200 ms. `raw` is the
-aligner's own output; `final` has zero-length words widened (what medasr outputs).
+aligner's own output; `final` has zero-length words widened (what medasr outputs). `spread` is the
+baseline without an aligner: each piece's words spread over it in proportion to their characters
+(the pieces and the words in each exactly as `align` makes them), which is how subtitles are
+timed when there are no word times.
 
 Cost: the same clips transcribed by the ASR model (`--model`) and aligned with their reference
 text; both timed in this run, one after the other, with the same torch threads. The share is
@@ -42,6 +45,23 @@ def summary(errs: list[float]) -> str:
     within = lambda ms: 100 * sum(e <= ms + 1e-6 for e in errs) / len(errs)
     return (f"mean {statistics.fmean(errs):6.1f} ms  median {statistics.median(errs):6.1f} ms  "
             f"<=80 ms {within(80):5.1f} %  <=200 ms {within(200):5.1f} %  ({len(errs)} boundaries)")
+
+
+def spread(aligner, samples, text):
+    """No aligner: words spread over their piece by characters, pieces as `medasr.align.align` cuts them."""
+    from medasr.align import capacity, share_out, split_units
+    from medasr.records import Segment
+    from medasr.subtitles import interpolated_words
+    from medasr.transcribe import MAX_PIECE_S
+    from medasr.vad import VadOptions, pieces
+
+    duration = len(samples) / 16000
+    if duration <= MAX_PIECE_S:
+        return interpolated_words(Segment(0.0, duration, text))
+    found = pieces(samples, VadOptions(max_piece_s=MAX_PIECE_S))
+    units = split_units(aligner.processor, text)
+    texts = share_out(units, [sum(b - a for a, b in p.regions) for p in found], [capacity(aligner, p.duration) for p in found])
+    return [w for p, t in zip(found, texts) for w in interpolated_words(Segment(p.start, p.end, t))]
 
 
 def main() -> int:
@@ -85,6 +105,15 @@ def main() -> int:
         lengths = [len(d.samples) / 16000 for _, d in dictations]
         print(f"{len(singles)} sentences ({sum(len(s.samples) for _, s in singles) / 16000:.0f} s), "
               f"{len(dictations)} dictations of {min(lengths):.0f}-{max(lengths):.0f} s")
+
+    errs, derrs = [], []
+    for _, s in singles:
+        errs += errors(spread(aligner, s.samples, s.text), s.times)
+    for _, d in dictations:
+        derrs += errors(spread(aligner, d.samples, d.text), d.times)
+    print(f"\n[spread] sentences:  {summary(errs)}")
+    if derrs:
+        print(f"[spread] dictations: {summary(derrs)}")
 
     results = {}
     for raw in (True, False):

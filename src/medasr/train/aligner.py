@@ -69,6 +69,9 @@ class AlignerRecipe:
 
     # ---- optimisation
     learning_rate: float = 5e-4
+    sigma_bins: float = 0.0  # > 0: targets spread as a Gaussian of this width (bins) around the true bin
+    position_weight: float = 0.0  # > 0: also predict every audio token's own bin (see _loss)
+    attention_weight: float = 0.0  # > 0: guide one attention head to the audio of each slot's time (see _loss)
     warmup_ratio: float = 0.05
     batch_size: int = 8
     epochs: float = 1.0
@@ -238,13 +241,58 @@ def _batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": attention, "audio": torch.cat([e["audio"] for e in examples])}
 
 
-def _loss(model, batch: dict) -> torch.Tensor:
-    """The aligner's forward with the cached encoder output in place of the encoder."""
+def audio_token_bins(n_tokens: int) -> torch.Tensor:
+    """The 80 ms bin holding each audio token's centre: 13 tokens per 1 s chunk, each 8 mel frames
+    (80 ms) of it, the 13th the last 4 frames."""
+    j = torch.arange(n_tokens)
+    chunk, offset = j // 13, j % 13
+    centre_ms = 1000 * chunk + 80 * offset + torch.where(offset < 12, 40, 20)
+    return torch.div(centre_ms, 80, rounding_mode="floor")
+
+
+def _loss(model, batch: dict, sigma_bins: float = 0.0, position_weight: float = 0.0, attention_weight: float = 0.0) -> torch.Tensor:
+    """The aligner's forward with the cached encoder output in place of the encoder; cross-entropy
+    at the `<timestamp>` slots, against the true bin or (sigma_bins > 0) a Gaussian around it, which
+    also rewards near misses (the bins are ordered).
+
+    Two training aids, neither adding a parameter (the checkpoint stays a plain aligner). Without
+    them the decoder never learns to look at the audio: RoPE gives it relative positions only and
+    the encoder positions within 1 s chunks only, so it placed words by their order and length
+    instead (a first run did: shifting the speech by 2 s hardly moved its times).
+    - position_weight: the same loss at every audio token against the bin it starts in, so that
+      each audio token's absolute time becomes readable by the head;
+    - attention_weight: head 0 of the last decoder layer is asked to attend, from each slot, to the
+      audio tokens within one bin of the slot's true time (guided attention, as TTS aligners use),
+      so that the slot can read that time there."""
     embeds = model.get_input_embeddings()(batch["input_ids"])
     audio = model.model.multi_modal_projector(batch["audio"].float())
-    slots = (batch["input_ids"] == model.config.audio_token_id)[..., None]
-    embeds = embeds.masked_scatter(slots, audio.to(embeds.dtype))
-    return model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    is_audio = batch["input_ids"] == model.config.audio_token_id
+    embeds = embeds.masked_scatter(is_audio[..., None], audio.to(embeds.dtype))
+    out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], output_attentions=attention_weight > 0)
+    logits = out.logits
+    mask = batch["labels"] != IGNORE
+    loss = _ce(logits[mask], batch["labels"][mask], sigma_bins)
+    if position_weight > 0:
+        targets = torch.cat([audio_token_bins(int(n)) for n in is_audio.sum(1)]).clamp(max=logits.shape[-1] - 1)
+        loss = loss + position_weight * _ce(logits[is_audio], targets, sigma_bins)
+    if attention_weight > 0:
+        attn = out.attentions[-1][:, 0]  # (batch, query, key) of head 0, last layer
+        key_bins = torch.full(is_audio.shape, -10, dtype=torch.long)  # each audio key's bin (-10: not audio)
+        for row in range(key_bins.shape[0]):
+            key_bins[row, is_audio[row]] = audio_token_bins(int(is_audio[row].sum()))
+        near = (key_bins[:, None, :] - batch["labels"][:, :, None]).abs() <= 1  # (batch, query, key)
+        on_target = (attn * near).sum(-1)[mask]
+        loss = loss + attention_weight * -torch.log(on_target + 1e-6).mean()
+    return loss
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    if sigma_bins <= 0:
+        return -logp.gather(1, target[:, None]).mean()
+    bins = torch.arange(logp.shape[-1], dtype=torch.float32)
+    soft = torch.softmax(-((bins[None, :] - target[:, None].float()) ** 2) / (2 * sigma_bins**2), dim=-1)
+    return -(soft * logp).sum(-1).mean()
 
 
 def _plan(all_pieces: list, epochs: int, batch_size: int, seed: int) -> list[list[tuple]]:
@@ -276,6 +324,8 @@ def train_aligner(recipe: AlignerRecipe, export_only: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(yaml.safe_dump(_plain(recipe), sort_keys=False), encoding="utf-8")
     model, processor = init_model(recipe)
+    if recipe.attention_weight > 0:
+        model.set_attn_implementation("eager")  # attention weights for the guide; the same function as sdpa
     for p in model.model.audio_tower.parameters():
         p.requires_grad_(False)
     pool = training_pool(recipe.pool_sentences, recipe.seed, recipe.heldout_templates)
@@ -310,7 +360,7 @@ def train_aligner(recipe: AlignerRecipe, export_only: bool = False) -> Path:
     pad = processor.tokenizer.pad_token_id
     while step < len(plan):
         batch = [piece_example(speakers, piece, processor.tokenizer, recipe) for piece in plan[step]]
-        loss = _loss(model, _batch(batch, pad))
+        loss = _loss(model, _batch(batch, pad), recipe.sigma_bins, recipe.position_weight, recipe.attention_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
