@@ -1,9 +1,10 @@
 """Does cutting a long recording into pieces cost accuracy? Whole recording vs sentence by sentence.
 
     python benchmarks/bench_longform_accuracy.py [--model demo] [--seeds 2024,7,11] [--max-piece-s 30,15]
+        [--set legacy|heldout|templates|documents]
 
-Each consultation is --sentences held-out synthetic sentences (`medasr.synth`, never in the demo
-model's training split) spoken by espeak-ng (en-us, default speed and pitch) one after another
+Each consultation is --sentences held-out synthetic sentences (`medasr.train.demo.set_sentences`:
+by default held-out sentences of the shipped demo model's templates, never trained on) spoken by espeak-ng (en-us, default speed and pitch) one after another
 with 0.8-2.5 s pauses, over -60 dBFS white noise, as in tests/test_longform.py. It is transcribed
 twice with the same model: whole (speech detection, pieces of at most --max-piece-s seconds of
 several sentences, merged) and as the exact stretches of the same noisy signal that hold one
@@ -24,12 +25,13 @@ import torch
 from medasr import synth
 from medasr.audio import SAMPLE_RATE
 from medasr.text import basic
+from medasr.train.demo import set_sentences
 from medasr.transcribe import load_model
 
 
-def consultation(seed: int, n: int, tmp: Path) -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
+def consultation(seed: int, n: int, tmp: Path, sentence_set: str = "legacy") -> tuple[list[str], np.ndarray, list[tuple[int, int]]]:
     """Texts, the noisy 16 kHz signal and each sentence's (start, end) sample span."""
-    texts = synth.sentences(n, seed=seed, split="heldout")
+    texts = set_sentences(sentence_set, n, seed)
     rng = np.random.default_rng(seed)
     work = tmp / str(seed)
     work.mkdir()
@@ -45,6 +47,8 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=14, help="sentences per consultation")
     ap.add_argument("--max-piece-s", default="30", help="comma-separated piece limits to compare")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", default="legacy", choices=("legacy", "heldout", "templates", "documents"),
+                    help="held-out sentence set (medasr demo --set; default: legacy, the shipped model's templates)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     asr = load_model(args.model, device="cpu")
@@ -52,7 +56,7 @@ def main() -> None:
     refs, parts, wholes = [], [], {limit: [] for limit in limits}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
-            texts, signal, spans = consultation(seed, args.sentences, Path(tmp))
+            texts, signal, spans = consultation(seed, args.sentences, Path(tmp), args.set)
             ref = " ".join(basic(t) for t in texts)
             one = " ".join(basic(r.text) for r in asr.transcribe([(signal[a:b], SAMPLE_RATE) for a, b in spans]))
             refs.append(ref)

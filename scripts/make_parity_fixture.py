@@ -16,13 +16,9 @@ script runs in two environments:
 
 Commands (from the repository root):
 
-  # once: the official package in its own venv, outside the repo
-  python -m venv /tmp/venv-qwenasr
-  /tmp/venv-qwenasr/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
-  /tmp/venv-qwenasr/bin/pip install transformers==4.57.6 accelerate==1.12.0 qwen-asr==0.0.6 --no-deps
-  /tmp/venv-qwenasr/bin/pip install "huggingface-hub>=0.34,<1.0" "tokenizers>=0.22,<=0.23" \
-      safetensors regex pyyaml packaging requests tqdm filelock "numpy<2.4" psutil librosa soundfile six
-  /tmp/venv-qwenasr/bin/pip install nagisa dynet38 --no-deps   # imported at qwen_asr import time
+  # once: the official package in its own venv, outside the repo (the commands live in that
+  # script; benchmarks/bench_peers.py uses the same venv)
+  scripts/peer_venv.sh                 # creates /tmp/venv-qwenasr if missing, prints its python
 
   # everything
   python scripts/make_parity_fixture.py --step all --venv-python /tmp/venv-qwenasr/bin/python

@@ -79,3 +79,26 @@ def shared_audio() -> Path:
     if not SHARED_AUDIO.exists():
         pytest.fail(f"the test recordings are missing: {SHARED_AUDIO}")
     return SHARED_AUDIO
+
+
+def ffmpeg(*args) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed (apt-get install ffmpeg): it makes the test MP3s")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="session")
+def mp3s(shared_audio, tmp_path_factory) -> dict:
+    """11 s at 192 kb/s then 22 s at 32 kb/s (and a 22 s part at 22.05 kHz mono), no length headers."""
+    d = tmp_path_factory.mktemp("mp3s")
+    a, b, b22 = d / "a.mp3", d / "b.mp3", d / "b22.mp3"
+    ffmpeg("-i", shared_audio / "jfk.flac", "-c:a", "libmp3lame", "-b:a", "192k", "-write_xing", "0", a)
+    speech = ("-i", shared_audio / "multilingual.mp3", "-t", "22")
+    ffmpeg(*speech, "-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0", b)
+    ffmpeg(*speech, "-ar", "22050", "-ac", "1", "-c:a", "libmp3lame", "-b:a", "24k", "-write_xing", "0", b22)
+    joined, joined_rates = d / "joined.mp3", d / "joined_rates.mp3"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())  # `cat a.mp3 b.mp3 > joined.mp3`
+    joined_rates.write_bytes(a.read_bytes() + b22.read_bytes())
+    vbr = d / "vbr.mp3"
+    ffmpeg("-i", shared_audio / "jfk.flac", "-c:a", "libmp3lame", "-q:a", "6", "-write_xing", "0", vbr)
+    return {"a": a, "b": b, "b22": b22, "joined": joined, "joined_rates": joined_rates, "vbr": vbr}

@@ -19,7 +19,7 @@ def inputs(speech_clips, tmp_path_factory):
 
 def test_help_explains_every_command():
     out = medasr("--help", check=True).stdout
-    for cmd in ("transcribe", "convert", "score", "evaluate", "serve", "bench", "synth", "train", "demo"):
+    for cmd in ("transcribe", "convert", "score", "evaluate", "serve", "bench", "synth", "train", "demo", "stream"):
         assert f"    {cmd} " in out
         sub = medasr(cmd, "--help")
         assert sub.returncode == 0 and "usage: medasr " + cmd in sub.stdout, sub.stderr

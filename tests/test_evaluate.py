@@ -19,13 +19,14 @@ from medasr import metrics
 from medasr.cli import main
 from medasr.errors import UserError
 from medasr.evaluate import (
+    ID,
     DatasetSpec,
     Shard,
     list_rows,
-    open_for_append,
     parse_dataset_arg,
     prediction_parts,
 )
+from medasr.outputs import RecordLog
 from medasr.report import bucket_of
 from medasr.synth import render
 
@@ -248,8 +249,10 @@ def test_shards_parts_and_torn_lines(tmp_path):
     assert [p.name for p in prediction_parts(tmp_path, "model", "cv")] == ["model__cv.jsonl", "model__cv.rank1.jsonl"]
     torn = preds / "model__cv.jsonl"
     torn.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c')
-    with open_for_append(torn) as fh:
-        fh.write('{"id": "c"}\n')
+    with RecordLog(torn, ID) as log_file:  # the writer evaluate appends with
+        assert set(log_file.records) == {"a", "b"}
+        log_file.append({"id": "c"})
     assert torn.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n'
+    assert (preds / "model__cv.jsonl.torn").read_bytes() == b'{"id": "c\n'  # set aside, not lost
     assert parse_dataset_arg("cv=cv17:/data/cv").kind_and_path == ("cv17", Path("/data/cv"))
     assert [bucket_of(d) for d in (0.5, 5.0, 19.9, 30.0, None)] == ["<5 s", "5-10 s", "10-20 s", "20-30 s", "unknown"]

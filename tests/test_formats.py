@@ -79,14 +79,21 @@ def test_verbose_json_has_openai_shape():
         assert {"id", "seek", "start", "end", "text", "tokens", "temperature"} <= set(s)
         assert (s["start"], s["end"], s["text"]) == (seg.start, seg.end, seg.text)
     assert d["segments"][1]["seek"] == 1404  # 10 ms frames, as whisper reports it
-    assert verbose_json(Transcript("a", "", "", 1.0))["language"] is None
+    assert verbose_json(Transcript("a", "", "", 1.0))["language"] == ""  # none detected
+    for s in d["segments"]:  # computed from the text; scores not computed here are absent
+        assert s["compression_ratio"] >= 0 and "avg_logprob" not in s and "no_speech_prob" not in s
+    assert d["usage"] == {"type": "duration", "seconds": 3720.0}
+    scored = Transcript("b", "x", "English", 2.0, [Segment(0.0, 2.0, "x", [7], -0.25, 0.01, 0.5)])
+    (s,) = verbose_json(scored)["segments"]
+    assert (s["tokens"], s["avg_logprob"], s["no_speech_prob"], s["temperature"]) == ([7], -0.25, 0.01, 0.5)
 
 
 def test_render_every_format():
     for fmt in FORMATS:
         assert render(T, fmt).endswith("\n") and fmt in EXTENSIONS
     assert json.loads(render(T, "verbose_json"))["segments"][0]["text"] == "The patient takes metoprolol."
-    assert json.loads(render(T, "json"))["segments"][0] == {"start": 0.0, "end": 12.5, "text": "The patient takes metoprolol."}
+    assert json.loads(render(T, "json"))["segments"][0] == {"start": 0.0, "end": 12.5, "text": "The patient takes metoprolol.",
+                                                            "temperature": 0.0}  # fmt: skip
     assert render(T, "txt") == "x\n"
     with pytest.raises(ValueError, match="unknown format"):
         render(T, "docx")

@@ -139,7 +139,9 @@ def test_prompt_and_language_reach_the_model(client, clip, direct):
     context = "metoprolol, atorvastatin"
     assert transcribe(client, clip, prompt=context).text == direct(clip, context=context)
     assert transcribe(client, clip, language="de").text == direct(clip, language="German")
-    assert transcribe(client, clip, temperature=0.7).text == direct(clip)  # accepted, still greedy
+    sampled = transcribe(client, clip, temperature=0.7, extra_body={"seed": 7}).text
+    assert sampled == direct(clip, temperature=0.7, seed=7)  # sampled, seeded per request
+    assert sampled == transcribe(client, clip, temperature=0.7, extra_body={"seed": 7}).text
 
 
 def test_streaming_events(client, clip, direct):
@@ -376,3 +378,36 @@ def test_json_error_body_is_openai_shaped(server):
     r = httpx.get(server + "/v1/models")
     assert r.status_code == 401
     assert json.loads(r.text)["error"]["type"] == "authentication_error"
+
+
+def test_cli_python_api_and_server_give_the_same_verbose_json(server, model_dir, shared_audio, tmp_path):
+    """One pipeline: the same long recording gives the same segments, texts, tokens and scores
+    (to float noise: what else shares a batch shifts the last digits) through all three: the
+    server decodes the upload whole, the CLI and the library stream the file from disk."""
+    import subprocess
+    import sys
+
+    from medasr.audio import load_audio
+    from medasr.formats import verbose_json
+    from medasr.transcribe import load_model
+
+    # 45 s of real speech with pauses: several pieces. Lossless (FLAC), so that decoding it whole
+    # (libsndfile) and streaming it (FFmpeg) give the very same samples (for MP3 they differ by
+    # ~1e-6, which this random model's large weights amplify into its last decimals); under the
+    # test server's 1 MB upload limit
+    path = tmp_path / "multilingual.flac"
+    sf.write(path, load_audio(shared_audio / "multilingual.mp3").samples[: 45 * 16000], 16000, subtype="PCM_16")
+    with open(path, "rb") as f:
+        r = httpx.post(server + "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+                       files={"file": (path.name, f.read())}, data={"response_format": "verbose_json"}, timeout=120)  # fmt: skip
+    assert r.status_code == 200, r.text
+    cli = subprocess.run([sys.executable, "-m", "medasr", "transcribe", "--model", model_dir, "--format", "verbose_json",
+                          "--max-new-tokens", str(MAX_NEW_TOKENS), str(path)], capture_output=True, text=True, check=True)  # fmt: skip
+    lib = verbose_json(load_model(model_dir, device="cpu").transcribe(str(path), max_new_tokens=MAX_NEW_TOKENS)[0])
+    bodies = [r.json(), json.loads(cli.stdout), lib]
+    scores = ("avg_logprob", "no_speech_prob")
+    plain = [{**b, "segments": [{k: v for k, v in s.items() if k not in scores} for s in b["segments"]]} for b in bodies]
+    assert plain[0] == plain[1] == plain[2] and len(plain[0]["segments"]) >= 2
+    for a, b, c in zip(*(b["segments"] for b in bodies)):
+        for key in scores:
+            assert a[key] == pytest.approx(b[key], abs=1e-4) and b[key] == pytest.approx(c[key], abs=1e-4)

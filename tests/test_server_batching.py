@@ -1,6 +1,7 @@
 """The server's scheduling and safety rules, against a real uvicorn server on loopback whose
-Engine is a stand-in with a controllable speed (deadlines, disconnects, back-pressure and
-long-form splitting are about timing, which the tiny model cannot make deterministic)."""
+engine is a stand-in with a controllable speed (deadlines, disconnects, back-pressure and
+long-form splitting are about timing, which the tiny model cannot make deterministic). The
+scheduler, the batcher and the routes are the real ones; only the decoder's arithmetic is not."""
 
 from __future__ import annotations
 
@@ -35,20 +36,70 @@ def _server_packages():
 
 
 class SlowEngine:
-    """Answers each piece with its length in samples, after `delay` seconds per batch."""
+    """Answers each piece with its length in samples, after `steps` decode steps of `delay`
+    seconds each; `batches` records the groups admitted together (sample counts)."""
 
-    def __init__(self, delay: float):
+    batch_size = 16
+    max_batch_audio_s = 600.0
+
+    def __init__(self, delay: float, steps: int = 1):
         self.delay = delay
+        self.steps = steps
         self.batches: list[list[int]] = []
+        self.log: list[tuple[str, float, int]] = []  # (event, time, samples): "admit" / "finish"
 
-    def generate(self, batch, max_new_tokens):
-        self.batches.append([len(r.samples) for r in batch])
-        time.sleep(self.delay)
-        return [Result(f"n{len(r.samples)}", r.language or "", f"n{len(r.samples)}", 3, False) for r in batch]
+    def decoder(self, max_rows: int):
+        return SlowDecoder(self, max_rows)
 
     @property
     def seen(self) -> set[int]:
         return {n for b in self.batches for n in b}
+
+
+class SlowDecoder:
+    """The Decoder's interface (admit, step, drop) with sleeps instead of a model."""
+
+    def __init__(self, engine: SlowEngine, max_rows: int):
+        self.engine = engine
+        self.max_rows = max_rows
+        self.rows: list[list] = []  # [key, request, steps left]
+
+    @property
+    def active(self) -> int:
+        return len(self.rows)
+
+    @property
+    def free(self) -> int:
+        return self.max_rows - len(self.rows)
+
+    def in_flight(self):
+        return [r[0] for r in self.rows]
+
+    def drop(self, keys) -> int:
+        before = len(self.rows)
+        self.rows = [r for r in self.rows if r[0] not in keys]
+        return before - len(self.rows)
+
+    def admit(self, items):
+        self.engine.batches.append([len(r.samples) for _, r in items])
+        for key, r in items:
+            self.engine.log.append(("admit", time.monotonic(), len(r.samples)))
+            self.rows.append([key, r, self.engine.steps])
+        return []
+
+    def step(self):
+        if not self.rows:
+            return []
+        time.sleep(self.engine.delay)
+        done = []
+        for row in self.rows:
+            row[2] -= 1
+            if row[2] == 0:
+                n = len(row[1].samples)
+                self.engine.log.append(("finish", time.monotonic(), n))
+                done.append((row[0], Result(f"n{n}", row[1].language or "", f"n{n}", 3, False)))
+        self.rows = [r for r in self.rows if r[2] > 0]
+        return done
 
 
 def wav(n_samples: int, rate: int = 16000) -> bytes:
@@ -60,7 +111,9 @@ def wav(n_samples: int, rate: int = 16000) -> bytes:
 
 @contextlib.contextmanager
 def serve(engine: SlowEngine, **options):
-    """A server whose model is the stand-in engine, ready to answer."""
+    """A server whose model is the stand-in engine, ready to answer. Speech detection is off
+    unless asked for: the stand-in's clips are tones, which hold no speech."""
+    options.setdefault("vad", "none")
     app = create_app(ServerConfig(model="stand-in", **options), engine_loader=lambda: engine)
     with serve_app(app) as base:
         for _ in range(200):
@@ -154,9 +207,9 @@ def test_full_queue_answers_429_with_retry_after():
 
 def test_requests_waiting_together_share_a_batch():
     engine = SlowEngine(delay=1.0)
-    with serve(engine, max_batch_size=4, max_wait_ms=0) as base:
+    with serve(engine, max_batch_size=5, live_rows=0, max_wait_ms=0) as base:
         first, _ = in_background(post, base, wav(8000))
-        while not engine.batches:  # the worker is busy: the next four queue up meanwhile
+        while not engine.batches:  # the worker is busy: the next four queue up meanwhile and join it together
             time.sleep(0.01)
         threads = [in_background(post, base, wav(16000 + i)) for i in range(4)]
         for t, _ in threads:
@@ -228,7 +281,7 @@ def test_not_ready_until_the_model_is_loaded():
         release.wait(10)
         return SlowEngine(0.0)
 
-    app = create_app(ServerConfig(model="stand-in"), engine_loader=slow_load)
+    app = create_app(ServerConfig(model="stand-in", vad="none"), engine_loader=slow_load)
     with serve_app(app) as base, contextlib.ExitStack() as cleanup:
         cleanup.callback(release.set)
         assert httpx.get(base + "/health").status_code == 200
@@ -249,7 +302,7 @@ def test_a_model_that_fails_to_load_is_reported():
     def broken():
         raise OSError("no weights here")
 
-    app = create_app(ServerConfig(model="stand-in"), engine_loader=broken, on_load_error=reported.append)
+    app = create_app(ServerConfig(model="stand-in", vad="none"), engine_loader=broken, on_load_error=reported.append)
     with serve_app(app) as base:
         for _ in range(100):
             if reported:
@@ -315,3 +368,18 @@ def test_the_connection_goes_to_the_checked_address(monkeypatch):
         urls.fetch("http://rebind.example/a.wav", 1000, 5)
     assert lookups == ["rebind.example"]
     assert connects == [("93.184.216.34", 80)]
+
+
+def test_a_request_arriving_mid_batch_starts_before_that_batch_ends():
+    # continuous batching: the second request joins the running rows at the next decode step
+    engine = SlowEngine(delay=0.2, steps=8)  # each piece takes 8 steps (~1.6 s)
+    with serve(engine, max_batch_size=4, live_rows=0, max_wait_ms=0) as base:
+        first, answers = in_background(post, base, wav(8000))
+        while not engine.batches:
+            time.sleep(0.01)
+        second = post(base, wav(9000))
+        first.join(10)
+        assert second.status_code == 200 and answers[0].status_code == 200
+        when = {(event, n): t for event, t, n in engine.log}
+        assert when[("admit", 9000)] < when[("finish", 8000)]  # started while the first was still decoding
+        assert when[("finish", 9000)] > when[("finish", 8000)]

@@ -36,14 +36,19 @@ def server(tiny_model, sync_api):
 
 
 @pytest.fixture(scope="module")
-def page(server, sync_api):
+def playwright(sync_api):
     with sync_api.sync_playwright() as p:
-        # Debian's chromium, not a downloaded one: `playwright install` is never needed.
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        page.goto(server + "/")
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, playwright):
+    # Debian's chromium, not a downloaded one: `playwright install` is never needed.
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page()
+    page.goto(server + "/")
+    yield page
+    browser.close()
 
 
 def _transcribe(page, fmt: str) -> str:
@@ -103,3 +108,39 @@ def test_errors_are_shown(page, speech_clips):
     page.click("#transcribe")
     page.wait_for_selector("#status[data-state=error]", timeout=30_000)
     assert "401" in page.text_content("#status")
+
+
+def test_live_microphone_mode(server, playwright, speech_clips, tmp_path):
+    """Live mode over /v1/realtime: Chromium's fake microphone plays a recording (speech, then
+    silence, looped); utterances closed by the pauses appear as final lines."""
+    import numpy as np
+    import soundfile as sf
+
+    from medasr.audio import load_audio
+
+    speech = load_audio(speech_clips[1]).samples
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(24000, np.float32)]), 16000, subtype="PCM_16")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--use-file-for-fake-audio-capture={mic}",
+                                                                         "--autoplay-policy=no-user-gesture-required"])  # fmt: skip
+    try:
+        page = browser.new_page()
+        page.goto(server + "/")
+        assert page.eval_on_selector("#livetext", "el => el.children.length") == 0
+        page.fill("#apikey", KEY)
+        page.click("#live")
+        page.wait_for_selector("#status[data-state=live]", timeout=30_000)
+        # one utterance closed by the pause: a final line (the model's words, whatever they are)
+        page.wait_for_function("+document.getElementById('livetext').dataset.finals >= 1", timeout=60_000)
+        finals = page.eval_on_selector_all("#livetext p.final", "els => els.map(e => e.firstChild.textContent)")
+        assert any(" - " in t for t in finals)  # with its start and end time
+        grey = page.evaluate("""() => { const p = document.createElement('p'); p.className = 'partial';
+            document.getElementById('livetext').append(p); const c = getComputedStyle(p).color; p.remove(); return c; }""")
+        black = page.eval_on_selector("#livetext p.final", "el => getComputedStyle(el).color")
+        assert grey != black  # partial text is shown apart from final text
+        page.click("#live")  # stop: what is open is committed and its final shown, then the socket closes
+        page.wait_for_selector("#status[data-state=done]", timeout=60_000)
+        assert "ended" in page.text_content("#status")
+        assert page.eval_on_selector_all("#livetext p.partial", "els => els.length") == 0
+    finally:
+        browser.close()

@@ -5,7 +5,10 @@ base64 strings and data URLs, and (array, sample_rate) pairs. Channels are mixed
 and the signal is resampled with soxr at the quality librosa uses, as the official package does.
 
 `load_audio` decodes a source whole; `stream_audio` decodes a file block by block (long
-recordings), and `probe_duration` reads a file's length from its header without decoding it.
+recordings), and `probe_duration` measures a file's length without decoding it. All three read
+to the end of the file whatever its header claims (`medasr.audiofile`), so they agree.
+`load_audio` keeps libsndfile's samples (what the official package loads) when they are the
+whole file, and decodes with FFmpeg otherwise.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from medasr import audiofile
+from medasr.defaults import SAMPLE_RATE
 from medasr.errors import AudioError
 
-SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".wma", ".aiff", ".aif"}
 MAX_URL_BYTES = 200 * 1024 * 1024
 URL_TIMEOUT_S = 30.0
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
-DECODE_FRAMES = 1 << 16  # frames per read when streaming with libsndfile
+LENGTH_TOLERANCE_S = 0.2  # libsndfile's decode and FFmpeg's packet count agree to this (encoder delay, padding)
 
 
 @dataclass
@@ -123,8 +127,7 @@ def fetch_url(url: str, label: str | None = None, max_bytes: int = MAX_URL_BYTES
 def decode_file(path: Path, label: str) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioError(label, "file is empty (0 bytes)")
-    with open(path, "rb") as f:
-        return _decode(f, label)
+    return _decode(str(path), label)
 
 
 def decode_bytes(data: bytes, label: str) -> np.ndarray:
@@ -133,46 +136,53 @@ def decode_bytes(data: bytes, label: str) -> np.ndarray:
     return _decode(io.BytesIO(data), label)
 
 
-def _decode(f, label: str) -> np.ndarray:
-    # libsndfile handles wav/flac/ogg/mp3 exactly; PyAV (FFmpeg) everything else.
+def _decode(source, label: str) -> np.ndarray:
+    """The whole file: libsndfile's samples where they provably are the whole file, else every
+    packet to the end of the file decoded by FFmpeg (never a header's estimate of the length)."""
+    import soxr
+
+    whole = _libsndfile_whole(source, label)
+    if whole is not None:
+        return whole
+    runs: list[tuple[int, list[np.ndarray]]] = []  # consecutive chunks of one sample rate
+    for chunk, rate in audiofile.chunks(source, label):
+        if runs and runs[-1][0] == rate:
+            runs[-1][1].append(chunk)
+        else:
+            runs.append((rate, [chunk]))
+    parts = []
+    for rate, run in runs:
+        mono = np.concatenate(run)
+        if rate != SAMPLE_RATE and mono.size:
+            mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+        parts.append(mono)
+    return _finish(np.concatenate(parts) if parts else np.zeros(0, np.float32), label)
+
+
+def _libsndfile_whole(source, label: str) -> np.ndarray | None:
+    """libsndfile's decode, kept when its length agrees with FFmpeg's count of the file's packets.
+
+    libsndfile reads wav/flac/ogg/mp3 as the official package loads them (librosa -> soundfile),
+    sample for sample, but stops where the header says the file ends: an MP3 without a Xing/Info
+    header, recordings joined with `cat` (MP3, FLAC). Then (or when it cannot read the file at
+    all) the caller decodes with FFmpeg. The tolerance covers the encoder delay and padding that
+    libsndfile trims and the packet count includes.
+    """
     import soundfile as sf
 
     try:
-        array, rate = sf.read(f, dtype="float32", always_2d=True)
-        return _prepare(array, rate, label, channels_last=True)
-    except AudioError:
-        raise
-    except Exception:
-        f.seek(0)
-    array, rate = _decode_av(f, label)
+        array, rate = sf.read(source, dtype="float32", always_2d=True)
+    except Exception:  # not a libsndfile format, or it breaks part-way: FFmpeg decodes around damage
+        return None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    counted = audiofile.packet_seconds(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    if counted is not None and abs(len(array) / rate - counted) > LENGTH_TOLERANCE_S:
+        return None
     return _prepare(array, rate, label, channels_last=True)
-
-
-def _decode_av(f, label: str) -> tuple[np.ndarray, int]:
-    import av
-
-    try:
-        with av.open(f, mode="r") as container:
-            streams = container.streams.audio
-            if not streams:
-                raise AudioError(label, "contains no audio stream")
-            stream = streams[0]
-            rate = stream.codec_context.sample_rate or stream.rate
-            channels = stream.codec_context.channels or 1
-            resampler = av.AudioResampler(format="flt", layout=stream.layout.name if stream.layout else None, rate=rate)
-            parts = []
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1, channels))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1, channels))
-    except AudioError:
-        raise
-    except Exception as err:
-        raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-    if not parts:
-        raise AudioError(label, "contains no audio samples")
-    return np.concatenate(parts, axis=0), int(rate)
 
 
 def _prepare(array: np.ndarray, rate: int, label: str, channels_last: bool | None) -> np.ndarray:
@@ -197,7 +207,15 @@ def _prepare(array: np.ndarray, rate: int, label: str, channels_last: bool | Non
         raise AudioError(label, "contains NaN or infinite samples")
     if rate != SAMPLE_RATE:
         array = soxr.resample(array, rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
-    peak = float(np.max(np.abs(array))) if array.size else 0.0
+    return _finish(array, label)
+
+
+def _finish(array: np.ndarray, label: str) -> np.ndarray:
+    if array.size == 0:
+        raise AudioError(label, "contains no audio samples (zero length)")
+    if not np.all(np.isfinite(array)):
+        raise AudioError(label, "contains NaN or infinite samples")
+    peak = float(np.max(np.abs(array)))
     if peak > 1.0:
         array = array / peak
     return np.clip(array, -1.0, 1.0)
@@ -221,39 +239,29 @@ def local_file(source) -> Path | None:
 
 
 def probe_duration(path: str | os.PathLike) -> float | None:
-    """A file's duration in seconds from its header (libsndfile, else FFmpeg), or None if unknown.
+    """A file's duration in seconds, or None if it cannot be read.
 
-    Cheap (nothing is decoded) but only as exact as the header: callers keep a margin.
+    Counted from the file's packets to its end, without decoding them (`audiofile.packet_seconds`,
+    about a second per hour of MP3): a header's claim, which an MP3 without a length header,
+    joined recordings or a truncated file get wrong, is never taken. Agrees with `load_audio`
+    to a frame or two (encoder delay), to ~1 % for Ogg Vorbis, whose packet durations FFmpeg
+    only estimates; callers keep a margin.
     """
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        if info.samplerate > 0 and info.frames > 0:
-            return info.frames / info.samplerate
-    except (RuntimeError, TypeError, ValueError, OSError):  # not a libsndfile format: ask FFmpeg
-        pass
-    import av
-
-    try:
-        with av.open(str(path), mode="r") as container:
-            streams = container.streams.audio
-            if streams and streams[0].duration and streams[0].time_base:
-                return float(streams[0].duration * streams[0].time_base)
-            if container.duration:
-                return container.duration / 1_000_000  # av.time_base: microseconds
-    except (av.FFmpegError, OSError, ValueError, TypeError):
-        return None
-    return None
+    return audiofile.packet_seconds(path)
 
 
-def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[np.ndarray]:
+def stream_audio(source: str | os.PathLike, block_s: float = 30.0, gain: float = 1.0) -> Iterator[np.ndarray]:
     """Decode a file block by block to mono float32 at 16 kHz (blocks of `block_s`, last shorter).
 
-    libsndfile reads wav/flac/ogg/mp3 in blocks; anything else goes through PyAV frame by frame.
+    FFmpeg decodes to the end of the file in chunks of ~65k samples whatever `block_s` is
+    (decoder and resampler buffers scale with the chunk), regrouped into blocks afterwards.
     Channels are mixed by their mean and soxr's streaming resampler keeps block joins seamless, as
-    `load_audio` does for whole files (except peak normalisation, which needs the
-    whole signal: samples are clipped to [-1, 1] instead).
+    `load_audio` does for whole files: the samples are those of `load_audio` (exactly for
+    WAV and FLAC; within ~1e-6 for MP3, which `load_audio` decodes with libsndfile for parity
+    with the official package, while libsndfile's MP3 decoder changes samples when read in
+    blocks). Peak normalisation needs the whole signal: blocks are multiplied by `gain`, which a
+    caller that has seen the whole file sets to 1 / peak when the peak is above 1, as
+    `load_audio` scales it (`segmenter.plan_input` does, from its first pass); nothing is clipped.
     """
     path = Path(source).expanduser()
     label = str(source)
@@ -263,86 +271,28 @@ def stream_audio(source: str | os.PathLike, block_s: float = 30.0) -> Iterator[n
         raise AudioError(label, "file is empty (0 bytes)")
     out = int(block_s * SAMPLE_RATE)
     got = 0
-    for block in _rebuffer(_resampled(_decode_blocks(path, label)), out):
+    for block in _rebuffer(_resampled(audiofile.chunks(str(path), label)), out):
         if not np.all(np.isfinite(block)):
             raise AudioError(label, "contains NaN or infinite samples")
         got += len(block)
-        yield np.clip(block, -1.0, 1.0)
+        yield block * np.float32(gain) if gain != 1.0 else block
     if not got:
         raise AudioError(label, "contains no audio samples")
-
-
-def _decode_blocks(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
-    """(mono float32 chunk, its sample rate) pairs straight from the decoder."""
-    import soundfile as sf
-
-    try:
-        f = sf.SoundFile(str(path))
-    except RuntimeError:  # LibsndfileError
-        f = None  # not a libsndfile format: PyAV below
-    if f is not None:
-        with f:
-            rate = f.samplerate
-            # decode in small chunks (~1.5 s at 44.1 kHz) whatever block_s is: decoder and resampler
-            # buffers scale with the chunk, and the output is regrouped into blocks afterwards
-            chunks = f.blocks(blocksize=DECODE_FRAMES, dtype="float32", always_2d=True)
-            while True:
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    return
-                except RuntimeError as err:  # a file that opens but breaks part-way
-                    raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-                yield _mix(chunk.T), rate
-    yield from _stream_av(path, label)
-
-
-def _stream_av(path: Path, label: str) -> Iterator[tuple[np.ndarray, int]]:
-    import av
-
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-    with container:
-        if not container.streams.audio:
-            raise AudioError(label, "contains no audio stream")
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
-        # planar float keeps channels apart, so they can be mixed by their mean like load_audio
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name if stream.layout else None, rate=rate)
-        try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    yield _mix(out.to_ndarray()), rate
-            for out in resampler.resample(None):
-                yield _mix(out.to_ndarray()), rate
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise AudioError(label, f"cannot decode audio ({type(err).__name__}: {err})") from None
-
-
-def _mix(channels: np.ndarray) -> np.ndarray:
-    """(channels, n) -> (n,) float32 channel mean. Summed row by row: numpy's mean over the short
-    axis of a (n, 2) block costs more than decoding it, and for mono or stereo this gives the
-    same values as `mean` (a + b, then halved exactly)."""
-    out = np.array(channels[0], dtype=np.float32)
-    for row in channels[1:]:
-        out += row
-    if len(channels) > 1:
-        out /= np.float32(len(channels))
-    return out
 
 
 def _resampled(chunks: Iterator[tuple[np.ndarray, int]]) -> Iterator[np.ndarray]:
     import soxr
 
-    stream = None
+    stream, stream_rate = None, None
     for chunk, rate in chunks:
+        if stream is not None and rate != stream_rate:  # joined recordings of another rate
+            yield stream.resample_chunk(np.zeros(0, np.float32), last=True)
+            stream = None
         if rate == SAMPLE_RATE:
             yield chunk.astype(np.float32, copy=False)
             continue
-        if stream is None:  # one stream for the whole file: its filter state spans chunk joins
-            stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        if stream is None:  # one stream per run of a rate: its filter state spans chunk joins
+            stream, stream_rate = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"), rate
         yield stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=False)
     if stream is not None:
         yield stream.resample_chunk(np.zeros(0, np.float32), last=True)  # flush the filter's delay

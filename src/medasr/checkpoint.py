@@ -21,12 +21,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from medasr.defaults import DEFAULT_MODEL
 from medasr.errors import ModelLoadError
 from medasr.prompt import AUDIO_END, AUDIO_PAD, AUDIO_START, LANGUAGES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
 DEMO_DIR = Path(__file__).parent / "assets" / "demo"
 
 ORIGINAL, TRANSFORMERS = "original", "transformers"
@@ -170,7 +170,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if not file.exists():
             raise ModelLoadError(f"checkpoint {path} is incomplete; missing: {file.name}")
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+            for key in f.keys():  # noqa: SIM118 (safe_open objects are not iterable)
                 state[key] = f.get_tensor(key)
     return state
 

@@ -12,19 +12,23 @@ together therefore gives the texts that transcribing them one by one gives.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from medasr.checkpoint import Loaded
-from medasr.prompt import audio_token_count, parse_answer, prompt_text
+from medasr.prompt import ASR_TEXT, audio_token_count, parse_answer, prompt_text
+from medasr.records import TokenLogprob
 
 MAX_NEW_TOKENS_CAP = 512  # the official transformers backend's limit
 TOKENS_PER_SECOND = 20  # generous for English speech, also for small test vocabularies
 MIN_NEW_TOKENS = 32
+DECODE_MODES = ("continuous", "static")
 
 
 def default_max_new_tokens(duration_s: float) -> int:
@@ -37,6 +41,13 @@ class Request:
     samples: np.ndarray  # mono float32 at 16 kHz
     context: str | None = None
     language: str | None = "English"  # None: the model detects the language
+    max_new_tokens: int | None = None  # None: default_max_new_tokens(duration)
+    temperature: float = 0.0  # 0: greedy; above: sampled from the model's distribution at that temperature
+    seed: int | None = None  # for sampling; None: a fresh seed
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / 16000
 
 
 @dataclass
@@ -44,8 +55,50 @@ class Result:
     text: str
     language: str
     raw: str  # the decoded answer before parsing
-    n_tokens: int
+    n_tokens: int  # generated tokens, end of turn included
     hit_token_cap: bool
+    token_ids: list[int] = field(default_factory=list)  # generated ids, end of turn included
+    logprobs: list[float] = field(default_factory=list)  # the model's log-probability of each (temperature 1)
+    no_speech_prob: float | None = None  # the model's probability of answering `language None`
+    prompt_tokens: int = 0
+    text_tokens: list[TokenLogprob] = field(default_factory=list)  # the transcript's own tokens and scores
+    text_token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.hit_token_cap else "stop"
+
+    @property
+    def avg_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+@dataclass
+class EngineStats:
+    """What an engine has computed so far (benchmarks read differences of these).
+
+    computed / useful: token-rows the model ran against those that carried a real token (a
+    prompt token or a generated one); padding and finished rows kept in a batch are the gap.
+    """
+
+    computed: int = 0
+    useful: int = 0
+    prefills: int = 0  # forwards that encoded audio and prompts
+    steps: int = 0  # decode steps
+    tokens: int = 0  # tokens generated
+    model_s: float = 0.0  # wall time inside the model's forwards (CUDA synchronised when timing)
+
+    @property
+    def row_utilization(self) -> float:
+        return self.useful / self.computed if self.computed else 1.0
+
+    @property
+    def model_calls(self) -> int:
+        return self.prefills + self.steps
+
+    def since(self, before: EngineStats) -> EngineStats:
+        return EngineStats(*(getattr(self, f) - getattr(before, f) for f in
+                             ("computed", "useful", "prefills", "steps", "tokens", "model_s")))  # fmt: skip
 
 
 @dataclass
@@ -58,17 +111,24 @@ class Features:
         return audio_token_count(self.n_frames)
 
 
-def clip_features(feature_extractor, samples: np.ndarray) -> tuple[torch.Tensor, int]:
+def clip_features(feature_extractor, samples: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
     """Log-mel of one clip on its own (batch padding would alter its STFT tail) and its valid
-    frame count. Training computes features here too, so it sees what inference sees."""
+    frame count, computed on `device`. Training computes features here too, so it sees what
+    inference sees."""
     out = feature_extractor(
-        samples, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt"
-    )
+        samples, sampling_rate=16000, padding="longest", return_attention_mask=True, return_tensors="pt",
+        device=str(device),
+    )  # fmt: skip
     return out["input_features"][0], int(out["attention_mask"][0].sum())
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, batch_size: int = 16, max_batch_audio_s: float = 600.0):
+    """The model, its processor and the token bookkeeping around them; decoding runs in
+    `medasr.decoder.Decoder` (continuous batching), driven by `run` here or by a scheduler."""
+
+    def __init__(self, loaded: Loaded, batch_size: int = 16, max_batch_audio_s: float = 600.0, mode: str = "continuous"):
+        if mode not in DECODE_MODES:
+            raise ValueError(f"unknown decode mode {mode!r}: use {', '.join(DECODE_MODES)}")
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
@@ -78,22 +138,35 @@ class Engine:
         self.dtype = loaded.dtype
         self.batch_size = batch_size
         self.max_batch_audio_s = max_batch_audio_s
+        self.mode = mode
+        self.compile = False  # CUDA: compile the decode step into a CUDA graph (static shapes)
+        self.stats = EngineStats()
+        self.timing = False  # synchronise CUDA around forwards so stats.model_s is exact (benchmarks)
+        # Benchmarks with random weights (which never end by themselves): each answer is made exactly
+        # forced_length(audio seconds) tokens long, the end of turn suppressed before that.
+        self.forced_length: Callable[[float], int] | None = None
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.model.generation_config.pad_token_id
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        self._slots: dict[str, int | None] = {}
+        _channels_last_convs(self.model)
+        ids = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        self._language_head = ids("language")  # what an auto-language answer starts with
+        self._none = ids(" None")
+        self._asr_text_id = self.tokenizer.convert_tokens_to_ids(ASR_TEXT)
 
     # ------------------------------------------------------------------ inputs
     def features(self, samples: np.ndarray) -> Features:
-        return Features(*clip_features(self.feature_extractor, samples))
+        return Features(*clip_features(self.feature_extractor, samples, self.device))
 
     def prompt_ids(self, context: str | None, language: str | None, n_audio_tokens: int) -> list[int]:
         text = prompt_text(context, language, n_audio_tokens)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def batch_inputs(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
-        """Left-padded prompt ids and right-padded mel features for one batch."""
+    def prompts(self, requests: Sequence[Request]) -> tuple[list[Features], torch.Tensor, torch.Tensor]:
+        """Each clip's features on its own, and the left-padded prompt ids and attention mask."""
         feats = [self.features(r.samples) for r in requests]
         ids = [self.prompt_ids(r.context, r.language, f.n_audio_tokens) for r, f in zip(requests, feats)]
         longest = max(len(x) for x in ids)
@@ -102,18 +175,85 @@ class Engine:
         for i, x in enumerate(ids):
             input_ids[i, longest - len(x) :] = torch.tensor(x)
             attention[i, longest - len(x) :] = 1
-        frames = max(f.mel.shape[-1] for f in feats)
-        mel = torch.zeros((len(feats), feats[0].mel.shape[0], frames), dtype=torch.float32)
-        mel_mask = torch.zeros((len(feats), frames), dtype=torch.long)
-        for i, f in enumerate(feats):
-            mel[i, :, : f.mel.shape[-1]] = f.mel
-            mel_mask[i, : f.n_frames] = 1
+        return feats, input_ids.to(self.device), attention.to(self.device)
+
+    def batch_inputs(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
+        """Left-padded prompt ids and right-padded mel features for one batch (the model's own
+        forward and `generate` take these)."""
+        feats, input_ids, attention = self.prompts(requests)
+        mel, mel_mask = _stack(feats, max(f.mel.shape[-1] for f in feats))
         return {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention.to(self.device),
+            "input_ids": input_ids,
+            "attention_mask": attention,
             "input_features": mel.to(self.device, self.dtype),
             "input_features_mask": mel_mask.to(self.device),
         }
+
+    def encode_audio(self, feats: Sequence[Features]) -> torch.Tensor:
+        """The projected audio embeddings of every clip, concatenated in order (what fills the
+        prompts' audio placeholders). Clips are encoded in groups of equal length in 1 s chunks,
+        so no clip's chunks are padded to another's: the encoder's convolutions, most of a
+        small model's cost, never run on padding. Each clip's output is its own whatever the group."""
+        groups: dict[int, list[int]] = {}
+        for i, f in enumerate(feats):
+            groups.setdefault(f.mel.shape[-1], []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(feats)
+        for frames, members in groups.items():
+            mel, mask = _stack([feats[i] for i in members], frames)
+            embeds = self.model.model.get_audio_features(mel.to(self.device, self.dtype), mask.to(self.device)).pooler_output
+            sizes = [feats[i].n_audio_tokens for i in members]
+            for i, part in zip(members, torch.split(embeds, sizes)):
+                out[i] = part
+        return torch.cat(out)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ no-speech score
+    # The model answers `language None<asr_text>` when it hears no speech; the probability it
+    # gives that answer is its no-speech score. With a forced language the prompt holds
+    # `language English<asr_text>`, so the prefill's logits at those positions give it for free;
+    # an auto-language answer gives it while it writes its language. Where " None" and the
+    # language take several tokens, the score follows the None path until it parts from the
+    # path taken (exact wherever " None" is one token, as in the Qwen vocabulary).
+    def language_slot(self, request: Request) -> tuple[int, int] | None:
+        """For a forced language: (tokens before the prompt's end of the one that predicts the
+        language name, how many further positions the None path shares), or None if unknown."""
+        lang = request.language
+        if not lang or not self._none:
+            return None
+        if lang not in self._slots:
+            head = self.prompt_ids(None, None, 1) + self._language_head
+            full = self.prompt_ids(None, lang, 1)
+            name = self.tokenizer(" " + lang, add_special_tokens=False)["input_ids"]
+            shared = _common_prefix(name, self._none)
+            ok = full[: len(head)] == head and full[len(head) : len(head) + len(name)] == name and shared < len(self._none)
+            self._slots[lang] = (len(full) - len(head), shared) if ok else None
+        return self._slots[lang]
+
+    def none_path(self, logits: torch.Tensor, tokens_so_far: int) -> float:
+        """The probability of the None answer's next token (`tokens_so_far` of it already taken)."""
+        return float(torch.softmax(logits.float(), dim=-1)[self._none[tokens_so_far]])
+
+    def result(self, request: Request, tokens: list[int], logprobs: list[float], budget: int, prompt_tokens: int,
+               no_speech_prob: float | None) -> Result:  # fmt: skip
+        tokens = _trim(tokens, self.eos_ids)
+        logprobs = logprobs[: len(tokens)]
+        ended = bool(tokens) and tokens[-1] in self.eos_ids
+        raw = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        language, text = parse_answer(raw, request.language)
+        capped = not ended and len(tokens) >= budget
+        # the transcript's tokens: after `<asr_text>` when the model wrote its language, before the end of turn
+        first = tokens.index(self._asr_text_id) + 1 if request.language is None and self._asr_text_id in tokens else 0
+        last = len(tokens) - 1 if ended else len(tokens)
+        ids = tokens[first:last] if (request.language or first) else []
+        scores = [
+            TokenLogprob(piece, round(lp, 6), list(piece.encode("utf-8")))
+            for piece, lp in zip(self._pieces(ids), logprobs[first:last])
+        ] if logprobs else []  # fmt: skip
+        return Result(text, language, raw, len(tokens), capped, tokens, logprobs, no_speech_prob, prompt_tokens, scores, ids)
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """Each token's own text (byte-level pieces decoded one by one; a piece that is part of a
+        multi-byte character decodes to U+FFFD, as in OpenAI's logprobs)."""
+        return [self.tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
 
     # ------------------------------------------------------------------ batching
     def plan(self, durations: Sequence[float], batch_size: int | None = None) -> list[list[int]]:
@@ -133,44 +273,91 @@ class Engine:
             batches.append(current)
         return batches
 
-    @torch.inference_mode()
+    def decoder(self, batch_size: int | None = None):
+        """A fresh `Decoder` on this model (static shapes on CUDA, for CUDA graphs)."""
+        from medasr.decoder import Decoder
+
+        cuda = self.device.type == "cuda"
+        return Decoder(self, max_rows=batch_size or self.batch_size, static=cuda, compile=cuda and self.compile)
+
+    @contextlib.contextmanager
+    def timed(self):
+        """Add the wall time of the block to stats.model_s (synchronising CUDA when timing)."""
+        sync = self.timing and self.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if sync:
+                torch.cuda.synchronize(self.device)
+            self.stats.model_s += time.perf_counter() - t0
+
     def run(
         self,
         requests: Sequence[Request],
         batch_size: int | None = None,
         max_new_tokens: int | None = None,
-        on_batch: Callable[[list[int], list[Result]], None] | None = None,
+        on_result: Callable[[int, Result], None] | None = None,
+        mode: str | None = None,
     ) -> list[Result]:
-        """Transcribe all requests; `on_batch(indices, results)` is called as each batch finishes."""
+        """Transcribe all requests, longest first; `on_result(index, result)` as each finishes.
+
+        mode "continuous" (default): a finished row's place is taken by the next request at the
+        next step; "static": sorted batches run to completion one after the other. Same texts.
+        """
+        from medasr.pipeline.scheduler import Scheduler
+
+        if max_new_tokens is not None:
+            requests = [replace(r, max_new_tokens=max_new_tokens) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: requests[i].duration, reverse=True)
         results: list[Result | None] = [None] * len(requests)
-        durations = [len(r.samples) / 16000 for r in requests]
-        for idx in self.plan(durations, batch_size):
-            batch = [requests[i] for i in idx]
-            budget = max_new_tokens or default_max_new_tokens(max(durations[i] for i in idx))
-            out = self.generate(batch, budget)
-            for i, r in zip(idx, out):
-                results[i] = r
-            if on_batch:
-                on_batch(idx, out)
+        errors: list[Exception] = []
+
+        def got(k: int, res: Result | Exception) -> None:
+            if isinstance(res, Exception):
+                errors.append(res)
+                return
+            results[order[k]] = res
+            if on_result:
+                on_result(order[k], res)
+
+        before = replace(self.stats)
+        scheduler = Scheduler(self, max_rows=batch_size or self.batch_size, policy=mode or self.mode)
+        scheduler.submit([requests[i] for i in order], on_result=got)
+        scheduler.run_all()
+        self.last_stats = self.stats.since(before)
+        if errors:
+            raise errors[0]
         return results  # type: ignore[return-value]
 
-    def generate(self, batch: Sequence[Request], max_new_tokens: int) -> list[Result]:
+    def generate(self, batch: Sequence[Request], max_new_tokens: int | None = None) -> list[Result]:
+        """One batch decoded together to the end (no joining), results in batch order."""
+        return self.run(batch, batch_size=max(1, len(batch)), max_new_tokens=max_new_tokens, mode="static")
+
+    @torch.inference_mode()
+    def hf_generate(self, batch: Sequence[Request], max_new_tokens: int) -> list[Result]:
+        """The reference path: transformers' `generate` on one left-padded batch (greedy)."""
         inputs = self.batch_inputs(batch)
-        sequences = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self.pad_id,
-        )
-        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
-        results = []
-        for request, tokens in zip(batch, new_tokens):
-            tokens = _trim(tokens, self.eos_ids)
-            ended = bool(tokens) and tokens[-1] in self.eos_ids
-            raw = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            language, text = parse_answer(raw, request.language)
-            results.append(Result(text, language, raw, len(tokens), hit_token_cap=not ended and len(tokens) >= max_new_tokens))
+        forced = {}
+        if self.forced_length:
+            longest = max(r.duration for r in batch)
+            max_new_tokens = self.forced_length(longest)
+            forced = {"min_new_tokens": max_new_tokens}
+        with self.timed():
+            sequences = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id, **forced
+            )
+        width = inputs["input_ids"].shape[1]
+        new_tokens = sequences[:, width:].tolist()
+        results = [self.result(r, t, [], max_new_tokens, 0, None) for r, t in zip(batch, new_tokens)]
+        steps = len(new_tokens[0]) if new_tokens else 0
+        self.stats.prefills += 1
+        self.stats.steps += max(steps - 1, 0)
+        self.stats.computed += len(batch) * (width + max(steps - 1, 0))
+        self.stats.useful += int(inputs["attention_mask"].sum()) + sum(r.n_tokens - 1 for r in results if r.n_tokens)
+        self.stats.tokens += sum(r.n_tokens for r in results)
         return results
 
     @torch.inference_mode()
@@ -178,6 +365,32 @@ class Engine:
         """Logits of the first generated step (used to check parity with the official package)."""
         inputs = self.batch_inputs([request])
         return self.model(**inputs).logits[0, -1].float().cpu()
+
+
+def _stack(feats: Sequence[Features], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features right-padded to `frames` with zeros, and their valid-frame mask."""
+    mel = torch.zeros((len(feats), feats[0].mel.shape[0], frames), dtype=torch.float32, device=feats[0].mel.device)
+    mask = torch.zeros((len(feats), frames), dtype=torch.long)
+    for i, f in enumerate(feats):
+        mel[i, :, : f.mel.shape[-1]] = f.mel
+        mask[i, : f.n_frames] = 1
+    return mel, mask
+
+
+def _channels_last_convs(model) -> None:
+    """The audio encoder's 2-D convolutions (over half the CPU time of a small model) run ~1.2-1.5x
+    faster on oneDNN (and cuDNN) with channels-last weights; outputs agree to ~1e-6."""
+    tower = getattr(getattr(model, "model", None), "audio_tower", None)
+    for conv in (getattr(tower, name, None) for name in ("conv2d1", "conv2d2", "conv2d3")):
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.to(memory_format=torch.channels_last)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _trim(tokens: list[int], eos_ids: set[int]) -> list[int]:

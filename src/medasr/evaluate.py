@@ -22,12 +22,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
 from medasr.errors import DataError, UserError
+from medasr.outputs import RecordLog, field_key, read_records
 from medasr.text import written_form
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_DURATION_S = 30.0  # Qwen3-ASR's window; the seed filters longer clips out as well
 SYSTEMS = {"model": "fine-tuned", "baseline": "zero-shot"}  # file name -> role in the report
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+ID = field_key("id")  # predictions are keyed by the dataset's utterance id
 # Same prefixes as medasr.data's `kind:path` specs (its parser is private).
 _KINDS = {"manifest": "manifest", "jsonl": "manifest", "multimed": "multimed", "cv17": "cv17",
           "cv": "cv17", "commonvoice": "cv17", "librispeech": "librispeech", "ls": "librispeech"}
@@ -146,41 +148,13 @@ def prediction_parts(out_dir: Path, system: str, dataset: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"{system}__{dataset}*.jsonl") if pattern.fullmatch(p.name))
 
 
-def _complete_lines(path: Path) -> Iterator[tuple[int, str]]:
-    # Bytes first: a line without its newline is being written (or was cut by a kill), and may
-    # end inside a UTF-8 character. It is not a record yet.
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.endswith(b"\n"):
-                yield number, line.decode("utf-8")
-
-
 def read_predictions(paths: Iterable[Path]) -> dict[str, dict]:
-    """id -> record over the files; a duplicate id keeps its first record."""
+    """id -> record over the files (complete lines only; a duplicate id keeps its first record)."""
     out: dict[str, dict] = {}
     for path in paths:
-        for number, line in _complete_lines(path):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                out.setdefault(str(record["id"]), record)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path}:{number}: not a predictions record; delete the file to redo it") from None
+        for key, record in read_records(path, ID).items():
+            out.setdefault(key, record)
     return out
-
-
-def open_for_append(path: Path):
-    """Append to `path`, first cutting a trailing partial line left by a killed run (the
-    complete lines before it stay byte for byte)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                data = path.read_bytes()
-                fh.truncate(data.rfind(b"\n") + 1)
-    return path.open("a", encoding="utf-8")
 
 
 def _record(row: Row, audio: str, **fields) -> dict:
@@ -227,11 +201,10 @@ def transcribe_rows(asr, spec: DatasetSpec, split: str, limit: int | None, todo:
 
     wanted = {r.id: r for r in todo}
     chunk_size = max(4 * cfg.batch_size, 32)  # decoded clips held at once; sorted into batches
-    with open_for_append(path) as fh:
+    with RecordLog(path, ID) as log_file:  # a torn last line of a killed run is set aside first
 
         def write(record: dict) -> None:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()  # a killed run loses at most the batch in flight
+            log_file.append(record)  # whole lines, flushed: a killed run loses at most the batch in flight
             if bar is not None:
                 bar.update(1)
 

@@ -9,6 +9,7 @@ timeline with millisecond precision.
 from __future__ import annotations
 
 import json
+import zlib
 
 from medasr.records import Segment, Transcript, Word
 from medasr.subtitles import cues as subtitle_cues
@@ -24,30 +25,39 @@ def to_record(t: Transcript) -> dict:
 
 
 def verbose_json(t: Transcript) -> dict:
-    """OpenAI's verbose_json transcription shape.
+    """OpenAI's verbose_json transcription shape, the same from the CLI and the server.
 
-    `seek` is where the segment's window starts, in 10 ms frames (as whisper reports it); token
-    ids, log-probabilities and no-speech scores are not computed, so they are left out (the
-    server adds the fields OpenAI's client types require).
+    `seek` is where the segment's window starts, in 10 ms frames (as whisper reports it);
+    `tokens` are the segment's text token ids; `avg_logprob` the mean log-probability of its
+    generated tokens; `no_speech_prob` the model's probability of answering `language None`
+    (left out where the model gives none); `compression_ratio` is computed from the text, as
+    whisper does (zlib).
     """
+    segments = []
+    for i, s in enumerate(t.segments):
+        seg = {
+            "id": i, "seek": round(s.start * FRAMES_PER_SECOND), "start": s.start, "end": s.end, "text": s.text,
+            "tokens": list(s.tokens), "temperature": s.temperature, "compression_ratio": compression_ratio(s.text),
+        }  # fmt: skip
+        if s.avg_logprob is not None:
+            seg["avg_logprob"] = s.avg_logprob
+        if s.no_speech_prob is not None:
+            seg["no_speech_prob"] = s.no_speech_prob
+        segments.append(seg)
     return {
         "task": "transcribe",
-        "language": (t.language or "").lower() or None,
+        "language": (t.language or "").lower(),
         "duration": t.duration,
         "text": t.text,
-        "segments": [
-            {
-                "id": i,
-                "seek": round(s.start * FRAMES_PER_SECOND),
-                "start": s.start,
-                "end": s.end,
-                "text": s.text,
-                "tokens": [],
-                "temperature": 0.0,
-            }
-            for i, s in enumerate(t.segments)
-        ],
+        "segments": segments,
+        "usage": {"type": "duration", "seconds": t.duration},
     }
+
+
+def compression_ratio(text: str) -> float:
+    """Text bytes over their zlib-compressed size (whisper's repetition indicator)."""
+    raw = text.encode("utf-8")
+    return round(len(raw) / max(1, len(zlib.compress(raw))), 3) if raw else 0.0
 
 
 def _stamp(seconds: float, sep: str) -> str:

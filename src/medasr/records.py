@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token of the transcript and the model's log-probability of it (OpenAI's shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass
 class Segment:
-    """A stretch of a transcript on the original recording's timeline (seconds)."""
+    """A stretch of a transcript on the original recording's timeline (seconds), with the
+    model's scores for it when it came from the model (None: not computed)."""
 
     start: float
     end: float
     text: str
+    tokens: list[int] = field(default_factory=list)  # the text's token ids
+    avg_logprob: float | None = None  # mean log-probability of the generated tokens (end of turn included)
+    no_speech_prob: float | None = None  # the model's probability of answering `language None` here
+    temperature: float = 0.0  # what it was decoded at (0: greedy)
+
+    @property
+    def confidence(self) -> float | None:
+        """exp(avg_logprob): the geometric-mean probability of its tokens, in (0, 1]."""
+        return None if self.avg_logprob is None else math.exp(self.avg_logprob)
 
 
 @dataclass
@@ -36,11 +56,21 @@ class Transcript:
     error: str | None = None  # set instead of raising when a batch keeps going past bad inputs
     hit_token_cap: bool = False  # decoding stopped at max_new_tokens: the text may be cut or looping
     words: list[Word] = field(default_factory=list)  # word times, when a forced aligner ran
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # every transcript token, in order
+    error_code: str | None = None  # machine-readable kind of `error` (e.g. "audio_too_short")
+    confidence: float | None = None  # exp(mean log-probability of every generated token); None: nothing generated
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["error"] is None:
-            d.pop("error")
+        for key in ("error", "error_code", "confidence"):
+            if d[key] is None:
+                d.pop(key)
+        d.pop("logprobs")  # large; written only where asked for (OpenAI's include[]=logprobs)
+        for s in d["segments"]:
+            s.pop("tokens")
+            for key in ("avg_logprob", "no_speech_prob"):
+                if s[key] is None:  # not computed (not from the model): absent, never a placeholder
+                    s.pop(key)
         return d
 
 

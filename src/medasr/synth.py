@@ -25,7 +25,7 @@ import string
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,7 +134,10 @@ def _article(number: int) -> str:
     return "an" if number in (8, 11, 18) or 80 <= number <= 89 else "a"
 
 
-def _fill(template: str, rng: random.Random, terms: Mapping[str, tuple[str, ...]]) -> str:
+def _fill(template: str, rng: random.Random, terms: Mapping[str, tuple[str, ...]],
+          extra: Mapping[str, Callable[[random.Random], str]] | None = None) -> str:
+    """`template` with every slot filled; `extra` maps further slot kinds to fillers
+    (`medasr.textsources` adds dates, names, pseudo-drugs and more)."""
     slots = [field for _, field, _, _ in string.Formatter().parse(template) if field]
     values: dict[str, str] = {}
     used: dict[str, set[str]] = {}
@@ -180,6 +183,8 @@ def _fill(template: str, rng: random.Random, terms: Mapping[str, tuple[str, ...]
             values[slot] = rng.choice(IMAGING)
         elif kind == "specialty":
             values[slot] = rng.choice(SPECIALTIES)
+        elif extra and kind in extra:
+            values[slot] = extra[kind](rng)
         else:
             raise KeyError(f"template slot {{{slot}}} has no filler")
     return written_form(template.format(**values))

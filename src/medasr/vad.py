@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from medasr.audio import SAMPLE_RATE, Audio, stream_audio
+from medasr.defaults import MAX_PIECE_S, VAD_METHODS
 from medasr.errors import ModelLoadError
 
 WINDOW = 512  # silero's window at 16 kHz (32 ms)
@@ -39,7 +40,8 @@ QUIET_HOPS = 12  # the "quietest ~100 ms" window for cuts (96 ms)
 AudioInput = np.ndarray | Audio | str | os.PathLike | Iterable[np.ndarray]
 
 __all__ = [  # stream_audio lives in medasr.audio now; re-exported for existing callers
-    "Piece", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration", "speech_regions", "stream_audio",
+    "Piece", "SpeechProbabilities", "VadOptions", "load_silero", "piece_audio", "pieces", "pieces_and_duration", "pieces_duration_peak",
+    "quietest_point", "speech_regions", "stream_audio",
 ]
 
 
@@ -51,7 +53,7 @@ class VadOptions:
     min_speech_ms: int = 250  # shorter regions are dropped (clicks, breaths)
     min_silence_ms: int = 200  # a region ends after this much silence (short pauses give cut points)
     speech_pad_ms: int = 200  # regions grow this much each side (at most half the gap)
-    max_piece_s: float = 30.0  # no piece is longer (Qwen3-ASR is trained on <= 30 s)
+    max_piece_s: float = MAX_PIECE_S  # no piece is longer
     cut_search_s: float = 5.0  # a long region is cut at its quietest point this far before the limit
     energy_margin_db: float = 10.0  # "energy": speech is this much above the local noise floor
     energy_min_dbfs: float = -55.0  # "energy": never speech below this level
@@ -60,8 +62,8 @@ class VadOptions:
     threads: int | None = 1  # torch threads while silero runs (tiny convs: more threads only contend)
 
     def __post_init__(self):
-        if self.method not in ("silero", "energy", "none"):
-            raise ValueError(f"unknown VAD method {self.method!r}: use 'silero', 'energy' or 'none'")
+        if self.method not in VAD_METHODS:
+            raise ValueError(f"unknown VAD method {self.method!r}: use {', '.join(map(repr, VAD_METHODS))}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError("threshold must be between 0 and 1")
         if self.max_piece_s < 1.0:
@@ -109,13 +111,26 @@ def pieces(audio: AudioInput, options: VadOptions | None = None) -> list[Piece]:
 
 def pieces_and_duration(audio: AudioInput, options: VadOptions | None = None) -> tuple[list[Piece], float]:
     """`pieces`, and the recording's duration in seconds (known only once a stream is read)."""
+    found, duration, _ = pieces_duration_peak(audio, options)
+    return found, duration
+
+
+def pieces_duration_peak(
+    audio: AudioInput, options: VadOptions | None = None, gain: float = 1.0
+) -> tuple[list[Piece], float, float]:
+    """`pieces_and_duration`, and the largest absolute sample seen (for a stream's normalisation);
+    a file's samples are multiplied by `gain` first."""
     options = options or VadOptions()
-    scan = _scan(audio, options)
-    return _pack(_regions(scan, options), scan.power, scan.n_samples, options), scan.n_samples / SAMPLE_RATE
+    scan = _scan(audio, options, gain)
+    found = _pack(_regions(scan, options), scan.power, scan.n_samples, options)
+    return found, scan.n_samples / SAMPLE_RATE, scan.peak
 
 
-def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) -> Iterator[tuple[Piece, np.ndarray]]:
-    """Yield (piece, its samples) in order, reading `audio` once more block by block.
+def piece_audio(
+    audio: AudioInput, found: list[Piece], block_s: float = 30.0, gain: float = 1.0
+) -> Iterator[tuple[Piece, np.ndarray]]:
+    """Yield (piece, its samples) in order, reading `audio` once more block by block; a file's
+    samples are multiplied by `gain` (its peak normalisation, from the first pass).
 
     For files this keeps only the current block and the current piece in memory; an iterator of
     blocks cannot be read twice, so pass a fresh one.
@@ -123,7 +138,7 @@ def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) ->
     ordered = sorted(found, key=lambda p: p.start)
     bounds = [(round(p.start * SAMPLE_RATE), round(p.end * SAMPLE_RATE)) for p in ordered]
     k, pos, parts = 0, 0, []
-    for block in _blocks(audio, block_s):
+    for block in _blocks(audio, block_s, gain):
         end = pos + len(block)
         while k < len(ordered):
             s, e = bounds[k]
@@ -139,12 +154,12 @@ def piece_audio(audio: AudioInput, found: list[Piece], block_s: float = 30.0) ->
         parts = []
 
 
-def _blocks(audio: AudioInput, block_s: float) -> Iterator[np.ndarray]:
+def _blocks(audio: AudioInput, block_s: float, gain: float = 1.0) -> Iterator[np.ndarray]:
     size = max(WINDOW, int(block_s * SAMPLE_RATE))
     if isinstance(audio, Audio):
         audio = audio.samples
     if isinstance(audio, (str, os.PathLike)):
-        yield from stream_audio(audio, block_s)
+        yield from stream_audio(audio, block_s, gain)
     elif isinstance(audio, np.ndarray):
         if audio.ndim != 1:
             raise ValueError("VAD needs a mono 16 kHz signal: load it with medasr.audio.load_audio")
@@ -163,16 +178,19 @@ class _Scan:
     scores: np.ndarray  # per 32 ms window: speech probability (silero) or level in dB (energy)
     power: np.ndarray  # per 8 ms hop: mean square
     n_samples: int
+    peak: float = 0.0  # largest absolute sample (a stream's peak normalisation needs it: see piece_audio)
 
 
-def _scan(audio: AudioInput, options: VadOptions) -> _Scan:
+def _scan(audio: AudioInput, options: VadOptions, gain: float = 1.0) -> _Scan:
     """One pass over the audio: window scores and hop powers, never the whole signal at once."""
     runner = _SileroRunner(options) if options.method == "silero" else None
     scores, powers = [], []
     tail = np.zeros(0, np.float32)  # samples not yet making a full window
-    n = 0
-    for block in _blocks(audio, options.block_s):
+    n, peak = 0, 0.0
+    for block in _blocks(audio, options.block_s, gain):
         n += len(block)
+        if len(block):
+            peak = max(peak, float(np.max(np.abs(block))))
         buf = np.concatenate([tail, block.astype(np.float32, copy=False)])
         full = len(buf) - len(buf) % WINDOW
         tail = buf[full:]
@@ -181,7 +199,7 @@ def _scan(audio: AudioInput, options: VadOptions) -> _Scan:
     if len(tail):  # silero pads the last partial window with zeros; so does the power grid
         _score(np.pad(tail, (0, WINDOW - len(tail))), runner, scores, powers)
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.float32)
-    return _Scan(cat(scores), cat(powers), n)
+    return _Scan(cat(scores), cat(powers), n, peak)
 
 
 def _score(frames: np.ndarray, runner, scores: list, powers: list) -> None:
@@ -295,6 +313,39 @@ def _quietest(power: np.ndarray, lo: int, hi: int) -> int:
     sums = np.convolve(power[first : last + QUIET_HOPS], np.ones(QUIET_HOPS), mode="valid")
     j = len(sums) - 1 - int(np.argmin(sums[::-1]))
     return (first + j) * HOP + QUIET_HOPS * HOP // 2
+
+
+def quietest_point(samples: np.ndarray, lo: int, hi: int) -> int:
+    """The centre of the quietest ~100 ms inside samples [lo, hi] (the latest on ties): where a
+    piece too long for the model is cut, offline and live alike."""
+    first = max(0, lo - lo % HOP)
+    seg = samples[first : hi + HOP]
+    n = len(seg) - len(seg) % HOP
+    power = np.square(seg[:n], dtype=np.float64).reshape(-1, HOP).mean(axis=1).astype(np.float32)
+    return first + _quietest(power, lo - first, hi - first)
+
+
+class SpeechProbabilities:
+    """Silero speech probabilities for a live stream: feed 16 kHz blocks of any size, get one
+    probability per 32 ms window as soon as the window is complete (state carried across calls,
+    so the scores equal those of the whole signal at once)."""
+
+    window = WINDOW
+
+    def __init__(self, options: VadOptions | None = None):
+        self._runner = _SileroRunner(options or VadOptions())
+        self._tail = np.zeros(0, np.float32)
+        self.windows = 0  # complete windows scored so far
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        buf = np.concatenate([self._tail, np.asarray(block, dtype=np.float32).reshape(-1)])
+        full = len(buf) - len(buf) % WINDOW
+        self._tail = buf[full:]
+        if not full:
+            return np.zeros(0, np.float32)
+        probs = self._runner(buf[:full])
+        self.windows += len(probs)
+        return probs
 
 
 # ---------------------------------------------------------------- silero model

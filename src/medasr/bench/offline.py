@@ -1,17 +1,19 @@
 """Offline benchmark: how fast one process transcribes a set of clips.
 
 Modes, all on the same loaded model and the same clips:
-- "medasr": the public path (`ASR.transcribe`): decode, speech detection for clips over 30 s,
-  batches sorted by duration, features, generate, parse.
-- "one-by-one" (baseline): the same path with one clip per `generate` call.
+- "medasr": the public path (`ASR.transcribe`): decode, speech detection, requests longest
+  first, continuous batching (a finished row is refilled at the next step), parse.
+- "static" (baseline): the same path, but sorted batches run to completion one after another.
+- "one-by-one" (baseline): the same path with one clip at a time.
 - "pad-longest-32" (baseline): consecutive groups of 32 clips in the given order, each padded to
-  its longest clip and sent whole to `Engine.generate` (no sorting, no speech detection).
+  its longest clip and sent whole to transformers' `generate` (no sorting, no speech detection).
 
 Two clocks per mode (Open ASR Leaderboard style):
-- model: wall time inside the model's `generate` only, CUDA synchronised before and after,
-  after `warmup` batches of that mode that are not counted;
+- model: wall time inside the model's forwards only (CUDA synchronised), after `warmup`
+  batches of that mode that are not counted;
 - end to end: wall time of the whole call (decode + features + model + parsing).
-RTFx = audio seconds / seconds of a clock; samples/s = clips / end-to-end seconds.
+RTFx = audio seconds / seconds of a clock; samples/s = clips / end-to-end seconds;
+row utilization = token-rows that carried a real token / token-rows computed.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Self
+from dataclasses import dataclass, replace
 
 import torch
 
 from medasr.bench.results import rate
 from medasr.bench.workload import Clip, Workload
+from medasr.defaults import DEFAULT_VAD
 
-MODES = ("medasr", "one-by-one", "pad-longest-32")
+MODES = ("medasr", "static", "one-by-one", "pad-longest-32")
 BASELINES = MODES[1:]
 PAD_LONGEST_BATCH = 32
 
@@ -45,65 +47,23 @@ class OfflineConfig:
     tokens_per_second: float = 3.5  # forced output length with random weights
     baselines: Sequence[str] = ()
     baseline_limit: int | None = None  # baselines run on the first N clips only
-    vad: str = "silero"
+    vad: str | None = None  # speech detection; None: off for noise workloads (no speech in them), else silero
     max_batch_audio_s: float | None = None  # the engine's cap on audio seconds per batch
     seed: int = 0
     threads: int | None = None  # torch intra-op threads (1 is steadiest on a shared CPU)
+    compile: bool = False  # CUDA: the decode step compiled into a CUDA graph
 
 
-class ModelTimer:
-    """Times every `model.generate` call (CUDA synchronised) and counts what it generates.
+def forced_length(tokens_per_second: float, cap: int | None = None) -> Callable[[float], int]:
+    """Random weights never end by themselves: each answer is made round(rate x its audio
+    seconds) tokens long (pad-to-longest batches: the batch's longest clip, as a real batch
+    runs until its longest answer ends)."""
 
-    With `tokens_per_second`, each call's output length is forced to round(rate x the batch's
-    longest clip) tokens (random weights never emit the end token; a real model's batch also
-    runs until its longest answer ends).
-    """
+    def n(seconds: float) -> int:
+        k = max(1, round(tokens_per_second * seconds))
+        return min(k, cap) if cap else k
 
-    def __init__(self, model, device: torch.device, tokens_per_second: float | None = None, cap: int | None = None):
-        self.model, self.device, self.rate, self.cap = model, device, tokens_per_second, cap
-        eos = model.generation_config.eos_token_id
-        self.eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
-        self.reset()
-
-    def reset(self) -> None:
-        self.seconds, self.calls, self.tokens, self.steps = 0.0, 0, 0, 0
-
-    def __enter__(self) -> Self:
-        original = type(self.model).generate
-
-        def timed(*args, **kwargs):
-            if self.rate:
-                seconds = int(kwargs["input_features_mask"].sum(dim=1).max()) / 100  # 100 mel frames per s
-                n = max(1, round(self.rate * seconds))
-                n = min(n, self.cap) if self.cap else n
-                kwargs.update(max_new_tokens=n, min_new_tokens=n)
-            self._sync()
-            t0 = time.perf_counter()
-            out = original(self.model, *args, **kwargs)
-            self._sync()
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-            new = out[:, kwargs["input_ids"].shape[1] :]
-            self.steps += new.shape[1]
-            self.tokens += sum(_length(row, self.eos) for row in new.tolist())
-            return out
-
-        self.model.generate = timed  # an instance attribute: the engine calls it unchanged
-        return self
-
-    def __exit__(self, *exc) -> None:
-        del self.model.generate
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-
-def _length(tokens: list[int], eos: set[int]) -> int:
-    for i, t in enumerate(tokens):
-        if t in eos:
-            return i + 1
-    return len(tokens)
+    return n
 
 
 # ---------------------------------------------------------------------------------------------- modes
@@ -113,6 +73,14 @@ def _medasr(asr, clips: list[Clip], cfg: OfflineConfig, batch: int | None = None
     out = asr.transcribe([c.source for c in clips], batch_size=batch or cfg.batch_size,
                          max_new_tokens=cfg.max_new_tokens, errors="keep", vad=cfg.vad)  # fmt: skip
     return [None if t.error else t.text for t in out]
+
+
+def _static(asr, clips: list[Clip], cfg: OfflineConfig) -> list[str | None]:
+    mode, asr.engine.mode = asr.engine.mode, "static"
+    try:
+        return _medasr(asr, clips, cfg)
+    finally:
+        asr.engine.mode = mode
 
 
 def _one_by_one(asr, clips: list[Clip], cfg: OfflineConfig) -> list[str | None]:
@@ -137,13 +105,14 @@ def _pad_longest(asr, clips: list[Clip], cfg: OfflineConfig) -> list[str | None]
         results = iter([])
         if group:
             longest = max(len(r.samples) for r in group) / 16000
-            results = iter(asr.engine.generate(group, cfg.max_new_tokens or default_max_new_tokens(longest)))
+            results = iter(asr.engine.hf_generate(group, cfg.max_new_tokens or default_max_new_tokens(longest)))
         texts += [next(results).text if good else None for good in ok]
     return texts
 
 
 RUNNERS: dict[str, tuple[Callable, Callable[[OfflineConfig], int]]] = {
     "medasr": (_medasr, lambda cfg: cfg.batch_size),
+    "static": (_static, lambda cfg: cfg.batch_size),
     "one-by-one": (_one_by_one, lambda cfg: 1),
     "pad-longest-32": (_pad_longest, lambda cfg: PAD_LONGEST_BATCH),
 }
@@ -170,10 +139,12 @@ def load(cfg: OfflineConfig):
         asr = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
     if cfg.max_batch_audio_s:
         asr.engine.max_batch_audio_s = cfg.max_batch_audio_s
+    asr.engine.compile = cfg.compile
+    asr.engine.timing = True
     return asr
 
 
-def measure(asr, mode: str, clips: list[Clip], cfg: OfflineConfig, timer: ModelTimer) -> tuple[dict, list[str | None]]:
+def measure(asr, mode: str, clips: list[Clip], cfg: OfflineConfig) -> tuple[dict, list[str | None]]:
     """One mode over `clips`: its figures and its texts (None for a clip that failed)."""
     runner, per_batch = RUNNERS[mode]
     device = asr.loaded.device
@@ -182,12 +153,13 @@ def measure(asr, mode: str, clips: list[Clip], cfg: OfflineConfig, timer: ModelT
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    timer.reset()
+    before = replace(asr.engine.stats)
     t0 = time.perf_counter()
     texts = runner(asr, clips, cfg)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     e2e = time.perf_counter() - t0
+    stats = asr.engine.stats.since(before)
     failure = sum(t is None for t in texts)
     audio_s = sum(c.duration for c, t in zip(clips, texts) if t is not None)
     figures = {
@@ -196,15 +168,17 @@ def measure(asr, mode: str, clips: list[Clip], cfg: OfflineConfig, timer: ModelT
         "success": len(clips) - failure,
         "failure": failure,
         "audio_s": round(audio_s, 3),
-        "model_s": round(timer.seconds, 4),
+        "model_s": round(stats.model_s, 4),
         "e2e_s": round(e2e, 4),
-        "rtfx_model": rate(audio_s, timer.seconds),
+        "rtfx_model": rate(audio_s, stats.model_s),
         "rtfx_e2e": rate(audio_s, e2e),
         "samples_per_s": rate(len(clips), e2e),
-        "model_calls": timer.calls,
-        "decode_steps": timer.steps,  # generate's steps summed over calls (a batch steps until its longest row ends)
-        "generated_tokens": timer.tokens,
-        "tokens_per_s_model": rate(timer.tokens, timer.seconds),
+        "model_calls": stats.model_calls,  # forwards: prefills (audio encoder + prompt) and decode steps
+        "prefills": stats.prefills,
+        "decode_steps": stats.steps,
+        "generated_tokens": stats.tokens,
+        "tokens_per_s_model": rate(stats.tokens, stats.model_s),
+        "row_utilization": round(stats.row_utilization, 4),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
     }
@@ -234,22 +208,23 @@ def run(cfg: OfflineConfig, workload: Workload, accuracy: str | None = None, log
     if cfg.random_weights:
         warnings.append(
             f"RANDOM WEIGHTS ({cfg.random_weights}): speed only, the texts are meaningless; output length forced "
-            f"to {cfg.tokens_per_second} tokens per audio second (the batch's longest clip)"
+            f"to {cfg.tokens_per_second} tokens per audio second of each clip (pad-to-longest: of the batch's longest)"
         )
     device = asr.loaded.device
-    forced = cfg.tokens_per_second if cfg.random_weights else None
-    timer = ModelTimer(asr.loaded.model, device, forced, cfg.max_new_tokens)
+    if cfg.vad is None:  # noise holds no speech: with the detector on, nothing would reach the model
+        cfg = replace(cfg, vad="none" if workload.description.get("audio") == "noise" else DEFAULT_VAD)
+    if cfg.random_weights:
+        asr.engine.forced_length = forced_length(cfg.tokens_per_second, cfg.max_new_tokens)
     runs = []
-    with timer:
-        for mode in ("medasr", *cfg.baselines):
-            clips = workload.clips
-            if mode != "medasr" and cfg.baseline_limit:
-                clips = clips[: cfg.baseline_limit]
-            log(f"bench offline: {mode} over {len(clips)} clips ({sum(c.duration for c in clips):.0f} s of audio)")
-            figures, texts = measure(asr, mode, clips, cfg, timer)
-            if accuracy and workload.has_references and not cfg.random_weights:
-                figures["accuracy"] = accuracy_table([c.text for c in clips], texts, accuracy)
-            runs.append(figures)
+    for mode in ("medasr", *cfg.baselines):
+        clips = workload.clips
+        if mode != "medasr" and cfg.baseline_limit:
+            clips = clips[: cfg.baseline_limit]
+        log(f"bench offline: {mode} over {len(clips)} clips ({sum(c.duration for c in clips):.0f} s of audio)")
+        figures, texts = measure(asr, mode, clips, cfg)
+        if accuracy and workload.has_references and not cfg.random_weights:
+            figures["accuracy"] = accuracy_table([c.text for c in clips], texts, accuracy)
+        runs.append(figures)
     base = runs[0]
     speedup = {
         r["mode"]: {

@@ -99,6 +99,22 @@ def build(size: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
     return Loaded(net, processor, Path(f"random-weights-{size}"), "random", device, dtype)
 
 
+def forbid_end_tokens(model, tokenizer, tokens: tuple[str, ...] = (IM_END, "<|endoftext|>")) -> None:
+    """Make a random model unable to stop: zero the end tokens' rows of its tied embedding.
+
+    Their logit is then exactly 0, while the largest of the other ~152k random logits is positive,
+    so greedy decoding never picks them: every answer runs to max_new_tokens, in any decoder
+    (transformers' generate, qwen-asr's, medasr's), with no hook in the decoding loop. Saved to a
+    checkpoint, this gives exact, equal token counts to whatever loads it.
+    """
+    if not model.config.tie_word_embeddings:
+        raise ValueError("forbid_end_tokens needs tied embeddings (the lm_head rows are the embedding rows)")
+    with torch.no_grad():
+        rows = model.get_input_embeddings().weight
+        for token in tokens:
+            rows[tokenizer.convert_tokens_to_ids(token)] = 0.0
+
+
 def n_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (a tied lm_head counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-PERCENTILES = (50, 90, 99)
+PERCENTILES = (50, 90, 95, 99)
 
 
 def rate(amount: float, seconds: float, digits: int = 4) -> float | None:
@@ -18,7 +18,7 @@ def rate(amount: float, seconds: float, digits: int = 4) -> float | None:
 
 
 def percentiles(values: list[float]) -> dict | None:
-    """mean, p50/p90/p99 (linear interpolation, so they are ordered) and max; None for no values."""
+    """mean, p50/p90/p95/p99 (linear interpolation, so they are ordered) and max; None for no values."""
     if not values:
         return None
     a = np.asarray(values, dtype=float)
@@ -109,14 +109,15 @@ def offline_md(r: dict) -> list[str]:
                f"batches per mode, {r['parameters']:,} parameters; workload: {_dataset(r)}.")  # fmt: skip
     out += [
         "",
-        "RTFx = audio seconds / seconds; model = inside `generate` only; e2e = decode + features + model + parsing.",
+        "RTFx = audio seconds / seconds; model = inside the model's forwards only; e2e = decode + features + model + "
+        "parsing; rows = row utilization (token-rows that carried a real token / token-rows computed).",
         "",
     ]
     head = ["mode", "total", "success", "failure", "audio s", "model s", "RTFx model", "e2e s", "RTFx e2e",
-            "samples/s", "tokens", "peak RSS MB", "peak GPU MB"]  # fmt: skip
+            "samples/s", "tokens", "rows", "peak RSS MB", "peak GPU MB"]  # fmt: skip
     rows = [[x["mode"], x["total"], x["success"], x["failure"], x["audio_s"], x["model_s"], x["rtfx_model"], x["e2e_s"],
-             x["rtfx_e2e"], x["samples_per_s"], x["generated_tokens"], x["peak_rss_mb"], x["peak_gpu_mb"]]
-            for x in r["runs"]]  # fmt: skip
+             x["rtfx_e2e"], x["samples_per_s"], x["generated_tokens"], x.get("row_utilization"), x["peak_rss_mb"],
+             x["peak_gpu_mb"]] for x in r["runs"]]  # fmt: skip
     out += _table(head, rows)
     for mode, s in r["speedup_vs_baseline"].items():
         out.append(f"\nmedasr vs {mode}: {_fmt(s['rtfx_model'])}x (model), {_fmt(s['rtfx_e2e'])}x (end to end)")
@@ -141,12 +142,12 @@ def serve_md(r: dict) -> list[str]:
     out += [(f"Model {r['model']}; workload: {_dataset(r)}; closed loop, each client sends its next request "
              "when the last one is answered. RTFx = successful audio seconds / runtime."), ""]  # fmt: skip
     head = ["concurrency", "total", "success", "failure", "runtime s", "samples/s", "RTFx", "latency p50 s",
-            "p90 s", "p99 s", "TTFT p50 s", "TTFT p99 s"]  # fmt: skip
+            "p90 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p99 s"]  # fmt: skip
     rows = []
     for lv in r["levels"]:
         lat, ttft = lv["latency_s"] or {}, lv["ttft_s"] or {}
         counts = [lv[k] for k in ("concurrency", "total", "success", "failure", "runtime_s", "samples_per_s", "rtfx")]
-        rows.append(counts + [lat.get("p50"), lat.get("p90"), lat.get("p99"), ttft.get("p50"), ttft.get("p99")])
+        rows.append(counts + [lat.get("p50"), lat.get("p90"), lat.get("p95"), lat.get("p99"), ttft.get("p50"), ttft.get("p99")])
     out += _table(head, rows)
     for lv in r["levels"]:  # the seed's tables, one per level
         label = f"{_dataset(r)} @ {lv['concurrency']} clients"
@@ -182,7 +183,7 @@ def latency_chart(r: dict, path: Path) -> Path:
     levels = [lv for lv in r["levels"] if lv["latency_s"]]
     x = [lv["concurrency"] for lv in levels]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for p, style in zip(PERCENTILES, ("-o", "--s", ":^")):
+    for p, style in zip(PERCENTILES, ("-o", "--s", "-.v", ":^")):
         ax.plot(x, [lv["latency_s"][f"p{p}"] for lv in levels], style, label=f"latency p{p}")
     if any(lv["ttft_s"] for lv in levels):
         ax.plot(x, [(lv["ttft_s"] or {}).get("p50") for lv in levels], "-.d", label="TTFT p50")

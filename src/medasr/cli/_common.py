@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
-DEFAULT_MODEL = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"  # kept equal to checkpoint.DEFAULT_MODEL (no heavy import here)
+from medasr.defaults import DEFAULT_MODEL
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +24,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", "float32", "bfloat16", "float16"],
         help="weights and activations; auto: bfloat16 on GPU, float32 on CPU (default: auto)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (default: $OMP_NUM_THREADS if set, else half the CPUs this process may "
+        "use, at least 1: more threads than free cores make every step wait on a shared machine)",
     )
 
 
@@ -39,3 +50,65 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="cap on generated tokens per clip (default: grows with the audio duration, at most 512)",
     )
+
+
+# ---------------------------------------------------------------------------------------------- CPU threads
+# torch starts one thread per CPU it sees. On a shared machine (other processes, or a container
+# whose CPU quota is below the host's core count) those threads wait at every parallel op for
+# the one that lost its core, and idle OpenMP threads spin while they wait: a batch measured at
+# 0.33-0.38 s with 1 thread took 0.44-2.94 s with 2 (docs/performance.md, "CPU threads").
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else max(1, cpus)
+
+
+def _cgroup_quota() -> float | None:
+    """The cgroup's CPU limit in CPUs (v2 cpu.max or v1 cfs quota/period), None when unlimited."""
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def default_threads() -> int:
+    """$OMP_NUM_THREADS when set (torchrun sets 1), else half the usable CPUs, at least 1."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, usable_cpus() // 2)
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply --threads (None: `default_threads()`) before the model loads; returns the count.
+
+    Call it in the main thread before any worker thread starts: torch hands the count to each new
+    thread when it first computes (the server's batcher thread, for one). Idle OpenMP threads are
+    also told to sleep rather than spin (OMP_WAIT_POLICY=PASSIVE, unless already set), which
+    takes effect when torch has not started its thread pool yet, as in the CLI.
+    """
+    from medasr.errors import UserError
+
+    if threads is not None and threads < 1:
+        raise UserError("--threads must be at least 1")
+    n = threads or default_threads()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(n)
+    return n

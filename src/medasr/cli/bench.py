@@ -8,6 +8,7 @@ import os
 import sys
 
 from medasr.cli._common import add_model_arguments
+from medasr.defaults import VAD_METHODS
 
 NAME = "bench"
 HELP = "benchmark speed (RTFx, samples/s, latency) offline or against a server"
@@ -18,7 +19,7 @@ offline: RTFx timed inside the model's generate only (after warm-up batches, CUD
   samples/s, generated tokens, peak host RSS and peak GPU memory; optionally against the
   one-by-one and pad-to-longest-32 baselines on the same model in the same run.
 serve: for each client concurrency, the seed's table (total samples, success, failure, runtime,
-  samples/s), latency p50/p90/p99, time to first text when streaming, and RTFx; works against
+  samples/s), latency p50/p90/p95/p99, time to first text when streaming, and RTFx; works against
   medasr's server and any OpenAI-compatible one (vLLM: --endpoint chat or transcriptions).
 
 JSON goes to stdout, a readable table to stderr; --output-dir also writes STEM.json, STEM.md
@@ -91,12 +92,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="token cap per clip (default: grows with the audio; with --random-weights it caps the forced length)",
     )
-    g.add_argument("--vad", choices=("silero", "energy", "none"), default="silero",
-                   help="how clips over 30 s are cut (medasr and one-by-one modes) (default: silero)")  # fmt: skip
+    g.add_argument("--vad", choices=VAD_METHODS, default=None,
+                   help="speech detection on every clip (medasr, static and one-by-one modes) (default: none for "
+                   "--synthetic-audio noise, which holds no speech; silero otherwise)")  # fmt: skip
     g.add_argument("--baseline", type=_names, default=[], metavar="LIST",
-                   help="also run baselines on the same model: one-by-one, pad-longest-32 (comma-separated)")  # fmt: skip
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's; 1 gives steady figures on a busy machine)")  # fmt: skip
+                   help="also run baselines on the same model: static (sorted batches run to completion), one-by-one, "
+                   "pad-longest-32 (transformers generate on unsorted padded batches) (comma-separated)")  # fmt: skip
+    g.add_argument("--compile", action="store_true",
+                   help="CUDA: compile the decode step into a CUDA graph (static shapes, bucketed batch sizes)")
     g.add_argument("--baseline-limit", type=int, default=None, metavar="N", help="baselines use the first N clips only")
     _workload_arguments(o)
 
@@ -137,10 +140,14 @@ def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    for name in ("batch_size", "requests", "limit", "baseline_limit", "threads"):
+    for name in ("batch_size", "requests", "limit", "baseline_limit"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.bench_command == "offline":  # before anything starts torch's thread pool
+        from medasr.cli._common import set_threads
+
+        args.threads = set_threads(args.threads)
     w = _workload(args)
     accuracy = args.normalizer if args.accuracy else None
     if args.bench_command == "offline":
@@ -152,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens, random_weights=args.random_weights,
             tokens_per_second=args.tokens_per_second, baselines=args.baseline, baseline_limit=args.baseline_limit,
             vad=args.vad, max_batch_audio_s=args.max_batch_audio_s, seed=args.seed, threads=args.threads,
+            compile=args.compile,
         )  # fmt: skip
         if args.random_weights:
             log(f"medasr bench: WARNING: random weights ({args.random_weights}), --model ignored: "

@@ -5,46 +5,130 @@ from __future__ import annotations
 import argparse
 
 NAME = "demo"
-HELP = "transcribe a few synthetic held-out medical sentences with the bundled demo model"
-DESCRIPTION = """Speak held-out medical sentences (never in the synthetic training split) with
-espeak-ng's default English voices at default speed, transcribe them, and print reference,
-hypothesis and normalised WER (lowercase, punctuation deleted), then the corpus WER.
+HELP = "transcribe synthetic held-out medical sentences, a context example and silence with the demo model"
+DESCRIPTION = """Speak sentences no training sentence comes from with espeak-ng's default English
+voices at default speed, transcribe them, and print reference, hypothesis and normalised WER
+(lowercase, punctuation deleted), then the corpus WER. Without --set: a few held-out sentences
+of the templates the model was trained on (what it knows), of held-out templates and documents
+(what it does not: today it answers with its own templates), a drug name the model never heard
+without and with it in --context, and silence and noise through `medasr transcribe` (speech
+detection first: empty) beside what the model alone would invent.
 
-The bundled demo model is a small Qwen3-ASR trained from scratch on espeak-ng speech
-(docs/demo-model.md): it shows the pipeline end to end, it is no clinical recogniser.
+Sets (--set): heldout (held-out sentences of the training sources), templates (held-out
+clinical templates), documents (held-out WordNet files), independent (30 sentences written by
+hand), legacy (the first demo model's template sentences), context (held-out drug names:
+recall without and with the right names in the context, WER with an unrelated one), silence
+(silence, noise, hum, clicks and 0.2 s clips, which must come back empty).
+
+The bundled demo model is a small Qwen3-ASR trained on synthetic speech (docs/demo-model.md):
+it shows the pipeline end to end, it is no clinical recogniser.
 
 examples:
   medasr demo
-  medasr demo --n 100 --quiet                      # the demo model's held-out WER
-  medasr demo --model ./my-checkpoint --voices en-us
+  medasr demo --set templates --n 100 --quiet      # a figure of docs/demo-model.md
+  medasr demo --set context --n 50
+  medasr demo --model ./my-checkpoint --set independent --voices en-us
 """
+
+CHOICES = ("heldout", "templates", "documents", "independent", "legacy", "context", "silence")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="model to run (default: demo, the bundled demo model)")
-    p.add_argument("--n", type=int, default=3, help="held-out sentences per voice (default: 3)")
+    p.add_argument("--set", dest="set_name", choices=CHOICES, default=None,
+                   help="one evaluation set (default: a short tour of novel sentences, context and silence)")
+    p.add_argument("--n", type=int, default=3, help="sentences per voice (default: 3)")
     p.add_argument("--voices", default="en,en-us", metavar="V1,V2",
                    help="espeak-ng voices (default: en,en-us, the default English voices)")
     p.add_argument("--seed", type=int, default=None, help="sentence seed (default: the evaluation seed)")
+    p.add_argument("--context", default=None, help="context (hotwords) for every clip of a sentence set")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--quiet", action="store_true", help="print only the corpus WER")
+    p.add_argument("--quiet", action="store_true", help="print only the figures")
 
 
 def run(args: argparse.Namespace) -> int:
     from medasr.errors import UserError
-    from medasr.train.demo import EVAL_SEED, run_demo
+    from medasr.train import demo
+    from medasr.transcribe import load_model
 
     if args.n < 1:
         raise UserError("--n must be at least 1")
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     if not voices:
         raise UserError("--voices: give at least one espeak-ng voice")
-    results, total = run_demo(args.model, args.n, voices, EVAL_SEED if args.seed is None else args.seed, args.device)
+    seed = demo.EVAL_SEED if args.seed is None else args.seed
+    asr = load_model(args.model, device=args.device)
+    if args.set_name is None:
+        return _tour(asr, voices, seed, args.n)
+    if args.set_name == "context":
+        return _context(asr, voices, seed, args.n, args.quiet)
+    if args.set_name == "silence":
+        return _silence(asr, args.quiet)
+    sentences = demo.set_sentences(args.set_name, args.n, seed)
+    results, total = demo.run_demo(args.model, voices=voices, sentences=sentences, context=args.context, asr=asr)
     if not args.quiet:
-        for r in results:
-            print(f"[{r.voice}] WER {100 * r.wer:5.1f} %")
-            print(f"  reference:  {r.reference}")
-            print(f"  hypothesis: {r.hypothesis}")
-    print(f"corpus WER {100 * total:.1f} % over {len(results)} clips ({', '.join(voices)}; normalised: "
-          "lowercase, punctuation deleted)")
+        _show(results)
+    print(f"{args.set_name}: corpus WER {100 * total:.1f} % over {len(results)} clips ({', '.join(voices)}; "
+          "normalised: lowercase, punctuation deleted)")
     return 0
+
+
+def _show(results) -> None:
+    for r in results:
+        print(f"[{r.voice}] WER {100 * r.wer:5.1f} %")
+        print(f"  reference:  {r.reference}")
+        print(f"  hypothesis: {r.hypothesis}")
+
+
+def _tour(asr, voices, seed: int, n: int) -> int:
+    from medasr.train import demo
+
+    for name, title in (("legacy", "held-out sentences of the templates it was trained on"),
+                        ("templates", "novel sentences: held-out clinical templates"),
+                        ("documents", "novel sentences: held-out WordNet files")):  # fmt: skip
+        results, total = demo.run_demo(voices=voices[:1], sentences=demo.set_sentences(name, n, seed), asr=asr)
+        print(f"== {title} ({voices[0]})")
+        _show(results)
+        print(f"corpus WER {100 * total:.1f} %\n")
+    check = demo.context_check(n=1, voices=voices[:1], seed=seed, asr=asr)
+    reference, bare, with_context, context = check.examples[0]
+    print(f"== context: a drug name the model never heard ({voices[0]})")
+    print(f"  reference:       {reference}")
+    print(f"  no context:      {bare}")
+    print(f"  --context \"{context}\":")
+    print(f"                   {with_context}\n")
+    print("== silence and noise: what medasr transcribe answers (speech detection first), and the model alone")
+    clips = demo.silence_clips()
+    piped = asr.transcribe([(samples, 16000) for _, samples in clips])
+    rows = demo.silence_check(asr=asr, contexts=(None,))
+    for (name, _), t, (_, _, raw) in zip(clips, piped, rows[: len(rows) // 2]):
+        print(f"  {name:32s} -> {t.text!r:4s} (the model alone: {raw!r})")
+    return 0
+
+
+def _context(asr, voices, seed: int, n: int, quiet: bool) -> int:
+    from medasr.train import demo
+
+    check = demo.context_check(n=n, voices=voices, seed=seed, asr=asr)
+    if not quiet:
+        for reference, bare, with_context, context in check.examples:
+            print(f"  reference:    {reference}\n  no context:   {bare}\n  with context: {with_context}\n"
+                  f"  (context: {context})")
+    print(f"context: held-out drug recall {100 * check.recall_without:.1f} % without context, "
+          f"{100 * check.recall_with:.1f} % with the names in the context; WER {100 * check.wer_without:.1f} % "
+          f"without, {100 * check.wer_with:.1f} % with, {100 * check.wer_unrelated:.1f} % with an unrelated "
+          f"context ({check.clips} clips, {', '.join(voices)})")
+    return 0
+
+
+def _silence(asr, quiet: bool) -> int:
+    from medasr.train import demo
+
+    rows = demo.silence_check(asr=asr)
+    spoken = [(name, ctx, text) for name, ctx, text in rows if text.strip()]
+    if not quiet:
+        for name, ctx, text in rows:
+            print(f"  {name:32s} context={ctx or '-':32s} -> {text!r}")
+    print(f"silence: {len(rows) - len(spoken)} of {len(rows)} non-speech clips came back empty "
+          "(silence, noise, hum, clicks; 5 s and 0.2 s; with and without a context; language forced and detected)")
+    return 0 if not spoken else 1

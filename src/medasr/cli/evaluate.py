@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, set_threads
 
 NAME = "evaluate"
 HELP = "evaluate a model (against a baseline) on test sets: WER/CER with CIs, medical terms, report"
@@ -82,6 +82,7 @@ def _model_id(model: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool
     from medasr.errors import UserError
     from medasr.evaluate import EvalConfig, evaluate, parse_dataset_arg
     from medasr.prompt import normalize_language

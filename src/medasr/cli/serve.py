@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medasr.cli._common import add_model_arguments
+from medasr.cli._common import add_model_arguments, set_threads
+from medasr.defaults import DEFAULT_VAD, VAD_METHODS
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible transcription API and a web page"
@@ -13,11 +14,19 @@ DESCRIPTION = """Serve Qwen3-ASR over HTTP.
 
 Endpoints: POST /v1/audio/transcriptions (OpenAI's, with json, text, srt, vtt, verbose_json and
 streaming), POST /v1/chat/completions (vLLM's audio_url / input_audio style), GET /v1/models,
-GET /health, GET /ready, GET /metrics (Prometheus), and a web page at /.
+GET /v1/realtime?intent=transcription (OpenAI's Realtime transcription over a WebSocket: live
+partial and final text, as `client.realtime.connect(extra_query={"intent": "transcription"})`
+speaks it), GET /health, GET /ready, GET /metrics (Prometheus), and a web page at / (file upload,
+recording, live microphone).
 
-Concurrent requests share model batches: up to --max-batch-size pieces, waiting at most
---max-wait-ms for company. Audio longer than 30 s is split into pieces that batch too.
-Beyond --max-queue requests in flight the server answers 429 with Retry-After.
+Every upload goes through speech detection (--vad): audio without speech gets an empty
+transcript, never invented text. Concurrent requests share the model: up to --max-batch-size
+sequences are decoded together and a new request joins at the next step (continuous
+batching). Audio longer than 30 s is split into pieces that batch too. Beyond --max-queue
+requests in flight the server answers 429 with Retry-After. Requests naming a model other than
+--served-model-name get 404.
+A client that has not sent its request headers, or then its body, within --read-timeout-s
+gets 408 and its connection is closed.
 
 examples:
   medasr serve --model demo
@@ -32,25 +41,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     g.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     g.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/* (default: none)")
-    g.add_argument("--served-model-name", default=None, help="model id listed by /v1/models (default: --model)")
+    g.add_argument("--served-model-name", nargs="+", default=None, metavar="NAME",
+                   help="model names to answer to and list in /v1/models; requests naming another model get 404 "
+                   "(default: the --model value and its last path part)")  # fmt: skip
     g.add_argument("--language", default="English", help="language when a request names none, or 'auto' (default: English)")
     g = p.add_argument_group("batching")
-    g.add_argument("--max-batch-size", type=int, default=16, help="pieces per model batch (default: 16)")
-    g.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for company (default: 10)")
+    g.add_argument("--max-batch-size", type=int, default=16, help="sequences decoded together (default: 16)")
+    g.add_argument("--compile", action="store_true",
+                   help="CUDA: compile the decode step into a CUDA graph (static shapes, bucketed batch sizes; "
+                   "a few compiles at start)")
+    g.add_argument("--live-rows", type=int, default=2,
+                   help="of those, rows kept for live streams so their updates never queue behind uploads (default: 2)")
+    g.add_argument("--max-wait-ms", type=float, default=10.0,
+                   help="how long an idle model waits for requests already arriving (default: 10)")
     g.add_argument("--max-queue", type=int, default=256, help="requests in flight before 429 (default: 256)")
     g.add_argument("--max-new-tokens", type=int, default=None, help="token cap per piece (default: grows with duration)")
-    g.add_argument("--vad", default="silero", choices=["silero", "energy", "none"],
-                   help="how audio over 30 s is split: speech detection, or none (cut at quiet points) (default: silero)")  # fmt: skip
+    g.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_METHODS,
+                   help="speech detection on every upload: audio without speech gets an empty transcript and no model "
+                   "call, audio over 30 s is cut into pieces of speech; none: off (default: silero)")  # fmt: skip
     g = p.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default: 25)")
     g.add_argument("--max-audio-s", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
     g.add_argument("--request-timeout-s", type=float, default=600.0, help="per-request deadline, then 504 (default: 600)")
+    from medasr.server.timeouts import MIN_RATE  # light: no server packages imported
+
+    g.add_argument("--read-timeout-s", type=float, default=30.0,
+                   help="time a client has to send a request's headers, and then its body (one more second per "
+                   f"{MIN_RATE // 1024} kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
+    g = p.add_argument_group("live sessions (/v1/realtime)")
+    g.add_argument("--realtime-max-sessions", type=int, default=16,
+                   help="live sessions at once; beyond that a new one is refused with an error (default: 16)")
+    g.add_argument("--realtime-max-session-s", type=float, default=3600.0,
+                   help="a live session ends after this many seconds (default: 3600, as OpenAI)")
+    g.add_argument("--realtime-idle-timeout-s", type=float, default=120.0,
+                   help="a live session ends after this many seconds without a client event (default: 120)")
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool and the batcher thread starts
     try:
         import uvicorn
 
@@ -65,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
-        api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size,
+        api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size, live_rows=args.live_rows,
+        compile=args.compile,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,
+        read_timeout_s=args.read_timeout_s,
         max_upload_mb=args.max_upload_mb, max_audio_s=args.max_audio_s, vad=args.vad,
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
-        url_timeout_s=args.url_timeout_s,
+        url_timeout_s=args.url_timeout_s, realtime_max_sessions=args.realtime_max_sessions,
+        realtime_max_session_s=args.realtime_max_session_s, realtime_idle_timeout_s=args.realtime_idle_timeout_s,
     )  # fmt: skip
     try:
         config.check()
@@ -90,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(config, on_load_error=load_failed)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"))
+    from medasr.server.timeouts import protocol
+
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+        http=protocol(config.read_timeout_s),  # 408 for request headers that do not arrive in time
+        ws_max_size=config.ws_max_message_bytes,  # an oversized append gets an error event, not a dropped socket
+    ))  # fmt: skip
     print(f"medasr serve: http://{args.host}:{args.port}/ (model loading; GET /ready says when done)", file=sys.stderr)
     server.run()
     if failed:

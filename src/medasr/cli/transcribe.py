@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, set_threads
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -35,6 +35,7 @@ examples:
   medasr transcribe --context "metoprolol, atorvastatin" --format json a.wav b.mp3
 """
 STDOUT_SINGLE = ("srt", "vtt")  # documents that cannot be concatenated
+JSONL_NAME = "transcripts.jsonl"  # --format jsonl with --output-dir
 CHUNK = 256  # inputs decoded at a time, to bound memory on large directories
 
 
@@ -55,7 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output-dir",
         default=None,
         help="write one file per input (jsonl: one transcripts.jsonl) instead of stdout; inputs whose "
-        "output already exists are skipped, so an interrupted run resumes",
+        "output already exists are skipped, so an interrupted run resumes (inputs are matched by their "
+        "resolved path: another spelling of a path is the same input; a line torn by a kill or a full "
+        "disk is moved to transcripts.jsonl.torn)",
     )
     g.add_argument("--overwrite", action="store_true", help="with --output-dir, redo inputs already written")
     g = p.add_argument_group("long recordings")
@@ -76,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)  # before torch starts its thread pool
+    import errno
     import json
 
     from tqdm import tqdm
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from medasr.audio import expand_inputs
     from medasr.errors import UserError
     from medasr.formats import EXTENSIONS, render, to_record
+    from medasr.outputs import RecordLog, input_key, unique_inputs, write_atomic
     from medasr.prompt import normalize_language
     from medasr.transcribe import load_model
 
@@ -104,21 +110,26 @@ def run(args: argparse.Namespace) -> int:
         )
 
     out_dir = Path(args.output_dir) if args.output_dir else None
-    jsonl_file = None
+    results = None  # the --format jsonl log in --output-dir
     done: set[str] = set()
+    if out_dir:
+        inputs = unique_inputs(inputs)  # one input spelled twice (a.wav, ./a.wav) is written once
     out_paths = _out_paths(out_dir, inputs, EXTENSIONS[args.format]) if out_dir else {}
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         if args.format == "jsonl":
-            path = out_dir / "transcripts.jsonl"
-            if path.exists() and not args.overwrite:
-                done = {json.loads(line)["source"] for line in path.read_text().splitlines() if line.strip()}
-            jsonl_file = open(path, "w" if args.overwrite else "a", encoding="utf-8")  # noqa: SIM115 (closed in finally)
+            # keyed by the resolved input: another spelling of a path is the same input
+            results = RecordLog(out_dir / JSONL_NAME, _record_key, overwrite=args.overwrite)
+            try:
+                done = set(results.open())
+            except OSError as err:
+                raise UserError(f"cannot write {out_dir / JSONL_NAME}: {err.strerror or err}") from None
         elif not args.overwrite:
-            done = {s for s in inputs if out_paths[s].exists()}
-    todo = [s for s in inputs if s not in done]
-    if done:
-        print(f"skipping {len(done)} input(s) already transcribed in {out_dir}", file=sys.stderr)
+            done = {input_key(s) for s in inputs if out_paths[s].exists()}
+    todo = [s for s in inputs if input_key(s) not in done]
+    skipped = len(inputs) - len(todo)
+    if skipped:
+        print(f"skipping {skipped} input(s) already transcribed in {out_dir}", file=sys.stderr)
 
     asr = load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     failures = 0
@@ -132,14 +143,21 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"medasr transcribe: error: {t.error}", file=sys.stderr)
         source = chunk[index]
-        if jsonl_file and not t.error:
-            jsonl_file.write(render(t, "jsonl"))
-            jsonl_file.flush()
-        elif out_dir and not t.error:
-            out_paths[source].write_text(render(t, args.format), encoding="utf-8")
-        elif not out_dir and args.format == "jsonl":
-            sys.stdout.write(render(t, "jsonl"))
-            sys.stdout.flush()
+        try:
+            if results and not t.error:
+                results.append({**to_record(t), "input": input_key(source)})
+            elif out_dir and not t.error:
+                write_atomic(out_paths[source], render(t, args.format))  # whole or absent, even if killed
+            elif not out_dir and args.format == "jsonl":
+                sys.stdout.write(render(t, "jsonl"))
+                sys.stdout.flush()
+        except OSError as err:
+            if err.errno == errno.EPIPE:
+                raise
+            raise UserError(
+                f"cannot write the output for {source}: {err.strerror or err}; free some space and rerun "
+                "the same command: what was written is kept and the rest is done"
+            ) from None
         collected[source] = t
 
     try:
@@ -158,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         bar.close()
-        if jsonl_file:
-            jsonl_file.close()
+        if results:
+            results.close()
 
     if not out_dir:
         ordered = [collected[s] for s in todo]
@@ -177,17 +195,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_key(record: dict) -> str:
+    """The input a transcripts.jsonl record is for: its resolved `input` (records of older
+    versions only have the `source` as typed: resolved from here)."""
+    from medasr.outputs import input_key
+
+    return record.get("input") or input_key(record["source"])
+
+
 def _out_paths(out_dir: Path, sources: list[str], ext: str) -> dict[str, Path]:
     """One output file per input, named after its stem; inputs sharing a stem (a.wav and a.mp3,
-    x/a.wav and y/a.wav) get a short hash of their full name so that none overwrites another."""
+    x/a.wav and y/a.wav) get a short hash of their resolved path (or URL) so that none
+    overwrites another, and so that another spelling of the same path finds the same file."""
     import hashlib
     from collections import Counter
+
+    from medasr.outputs import input_key
 
     stems = {s: Path(s.split("?")[0]).stem or "audio" for s in sources}
     clashes = Counter(stems.values())
     out = {}
     for s, stem in stems.items():
         if clashes[stem] > 1:
-            stem += "-" + hashlib.sha1(s.encode()).hexdigest()[:8]
+            stem += "-" + hashlib.sha1(input_key(s).encode()).hexdigest()[:8]
         out[s] = out_dir / f"{stem}.{ext}"
     return out

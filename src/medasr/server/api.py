@@ -8,7 +8,9 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import (
     JSONResponse,
@@ -16,19 +18,21 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from medasr.engine import Request as EngineRequest
 from medasr.engine import Result
-from medasr.formats import srt, vtt
-from medasr.prompt import answer_prefix, audio_token_count
-from medasr.server import inputs
+from medasr.formats import srt, verbose_json, vtt
+from medasr.pipeline.assembler import assemble
+from medasr.pipeline.segmenter import AudioTooShort, Plan, piece_samples, plan_samples, vad_options
+from medasr.prompt import answer_prefix
+from medasr.server import inputs, protocol
 from medasr.server.batcher import Batcher, Job, NotReady, QueueFull
 from medasr.server.config import ServerConfig
 from medasr.server.errors import ApiError
-from medasr.server.longform import Split, merge, piece_text, split, verbose
+from medasr.server.protocol import first_error
 
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
 
 
@@ -49,6 +53,21 @@ def _state(request: Request) -> tuple[ServerConfig, Batcher]:
     return request.app.state.config, request.app.state.batcher
 
 
+def _check_model(config: ServerConfig, name: str) -> None:
+    """404 for a model this server does not serve (an empty name means the default, as vLLM)."""
+    if name and name not in config.model_names:
+        raise ApiError(404, f"the model {name!r} does not exist here; this server serves {', '.join(config.model_names)}",
+                       param="model", code="model_not_found")  # fmt: skip
+
+
+def _validate(model_cls, data: dict):
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as err:
+        message, param = first_error(err)
+        raise ApiError(400, message, param=param) from None
+
+
 def _refusal(err: NotReady | QueueFull) -> ApiError:
     if isinstance(err, NotReady):
         return ApiError(503, str(err), code="model_not_ready", headers={"Retry-After": "5"})
@@ -65,15 +84,32 @@ def _admit(batcher: Batcher) -> float:
     return time.monotonic()
 
 
-async def _start(request: Request, arrived: float, samples, context: str | None, language: str | None) -> tuple[Split, Job]:
+@dataclass
+class _Work:
+    """One request's audio on its way through the pipeline."""
+
+    plan: Plan
+    job: Job
+    language: str | None
+    temperature: float
+
+
+async def _start(request: Request, arrived: float, samples, label: str, param: str, context: str | None,
+                 language: str | None, temperature: float = 0.0, seed: int | None = None,
+                 max_new_tokens: int | None = None) -> _Work:  # fmt: skip
+    """Plan the audio (speech detection, pieces) and queue its pieces."""
     config, batcher = _state(request)
-    parts = await run_in_threadpool(split, samples, config.max_piece_s, config.vad)
-    pieces = [EngineRequest(x, context, language) for x in parts.samples]
+    try:
+        plan = await run_in_threadpool(plan_samples, samples, label, vad_options(config.vad, config.max_piece_s))
+    except AudioTooShort as err:
+        raise ApiError(400, str(err), param=param, code=err.code) from None
+    budget = max_new_tokens or config.max_new_tokens
+    pieces = [EngineRequest(x, context, language, budget, temperature, seed) for _, x in piece_samples(plan)]
     try:
         job = batcher.submit(pieces, config.request_timeout_s - (time.monotonic() - arrived))
     except (NotReady, QueueFull) as err:
         raise _refusal(err) from None
-    return parts, job
+    return _Work(plan, job, language, temperature)
 
 
 async def _results(request: Request, job: Job) -> AsyncIterator[tuple[int, Result]]:
@@ -90,7 +126,7 @@ async def _results(request: Request, job: Job) -> AsyncIterator[tuple[int, Resul
                 index, res = await asyncio.wait_for(job.results.get(), timeout=min(left, POLL_S))
             except TimeoutError:
                 if await request.is_disconnected():
-                    return  # finish() below drops its pieces that have not started
+                    return  # finish() below drops its pieces
                 continue
             if isinstance(res, Exception):
                 raise ApiError(500, f"transcription failed: {type(res).__name__}: {res}", code="internal_error")
@@ -109,11 +145,35 @@ async def _all_results(request: Request, job: Job) -> list[Result]:
     return out
 
 
-def _sse(obj: dict) -> bytes:
+def _sse(obj: dict | BaseModel) -> bytes:
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(exclude_none=True)
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
 
 
+def _logprobs(items) -> list[protocol.TokenLogprob]:
+    return [protocol.TokenLogprob(token=x.token, logprob=x.logprob, bytes=x.bytes) for x in items]
+
+
+def _usage(results: list[Result]) -> protocol.ChatUsage:
+    prompt = sum(r.prompt_tokens for r in results)
+    completion = sum(r.n_tokens for r in results)
+    return protocol.ChatUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
 # ---------------------------------------------------------------- transcriptions
+
+
+def _form_fields(form) -> dict:
+    """The form's fields for TranscriptionRequest: list fields accept `x[]` and `x` spellings."""
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str) and not k.endswith("[]")}
+    for name in ("timestamp_granularities", "include"):
+        values = form.getlist(name + "[]") + form.getlist(name)
+        if values:
+            fields[name] = [v for v in values if isinstance(v, str)]
+        else:
+            fields.pop(name, None)
+    return fields
 
 
 @router.post("/audio/transcriptions")
@@ -124,68 +184,67 @@ async def transcriptions(request: Request) -> Response:
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "send a multipart/form-data body with the audio in a `file` field", code="unsupported_media_type")
     arrived = _admit(batcher)
-    with batcher.arriving():  # from here the worker may wait for this request's pieces
+    with batcher.arriving():  # from here an idle scheduler may wait for this request's pieces
         request._body = await inputs.read_body(request, config.max_upload_bytes + inputs.FORM_OVERHEAD, config.max_upload_mb)
         form = await request.form(max_files=1, max_fields=64, max_part_size=inputs.FORM_OVERHEAD)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise ApiError(400, "the form has no `file` upload", param="file", code="missing_file")
-        fmt = str(form.get("response_format") or "json")
-        if fmt not in RESPONSE_FORMATS:
-            raise ApiError(
-                400, f"unknown response_format {fmt!r}; choose from {', '.join(RESPONSE_FORMATS)}", param="response_format"
-            )
-        if "word" in form.getlist("timestamp_granularities[]"):
-            raise ApiError(400, "word timestamps are not supported; use segment", param="timestamp_granularities")
         try:
-            temperature = float(form.get("temperature") or 0.0)  # accepted; decoding stays greedy
-        except ValueError:
-            raise ApiError(400, "temperature must be a number", param="temperature") from None
-        if not 0.0 <= temperature <= 2.0:
-            raise ApiError(400, "temperature must be between 0 and 2", param="temperature")
-        language = inputs.language_param(form.get("language"), config.language)
-        context = str(form.get("prompt") or "").strip() or None
-        stream = inputs.flag(form.get("stream"), "stream")
-
-        try:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(400, "the form has no `file` upload", param="file", code="missing_file")
+            req = _validate(protocol.TranscriptionRequest, _form_fields(form))
+            _check_model(config, req.model)
+            if "word" in req.timestamp_granularities:
+                raise ApiError(400, "word timestamps are not supported by this server; use segment",
+                               param="timestamp_granularities")  # fmt: skip
+            if req.include and req.response_format not in ("json", "verbose_json") and not req.stream:
+                raise ApiError(400, "include[]=logprobs needs response_format json or verbose_json", param="include")
+            language = inputs.language_param(req.language, config.language)
+            context = (req.prompt or "").strip() or None
             data = await upload.read()
         finally:
             await form.close()  # uploads over 1 MB are spooled to a temporary file
         samples = await inputs.decode(data, upload.filename or "upload", config)
-        parts, job = await _start(request, arrived, samples, context, language)
-    if stream:
-        return StreamingResponse(_transcript_events(request, parts, job, language), media_type="text/event-stream")
-    t = merge(parts, await _all_results(request, job), language)
-    if fmt == "json":
-        return JSONResponse({"text": t.text, "usage": {"type": "duration", "seconds": t.duration}})
-    if fmt == "verbose_json":
-        return JSONResponse(verbose(t))
-    body = {"text": t.text + "\n", "srt": srt(t.segments), "vtt": vtt(t.segments)}[fmt]
+        work = await _start(request, arrived, samples, "upload", "file", context, language, req.temperature, req.seed)
+    if req.stream:
+        return StreamingResponse(_transcript_events(request, work, bool(req.include)), media_type="text/event-stream")
+    t = assemble(work.plan, await _all_results(request, work.job), language, req.temperature)
+    if req.response_format == "json":
+        body = protocol.TranscriptionResponse(
+            text=t.text, usage=protocol.DurationUsage(seconds=t.duration), logprobs=_logprobs(t.logprobs) if req.include else None,
+        )  # fmt: skip
+        return JSONResponse(body.model_dump(exclude_none=True))
+    if req.response_format == "verbose_json":
+        body = verbose_json(t)
+        if req.include:
+            body["logprobs"] = [x.model_dump() for x in _logprobs(t.logprobs)]
+        return JSONResponse(body)
+    body = {"text": t.text + "\n", "srt": srt(t.segments), "vtt": vtt(t.segments)}[req.response_format]
     return PlainTextResponse(body)
 
 
-async def _transcript_events(request: Request, parts: Split, job: Job, language: str | None) -> AsyncIterator[bytes]:
+async def _transcript_events(request: Request, work: _Work, with_logprobs: bool) -> AsyncIterator[bytes]:
     """OpenAI's transcription stream: a delta per finished piece, in order, then done."""
     results: list[Result] = []
     said = False
     try:
-        async for _, r in _results(request, job):
+        async for _, r in _results(request, work.job):
             results.append(r)
-            text = piece_text(parts, r)
+            text = r.text if work.plan.whole else " ".join(r.text.split())
             if text:
-                yield _sse({"type": "transcript.text.delta", "delta": (" " if said else "") + text})
+                lp = _logprobs(r.text_tokens) if with_logprobs else None
+                yield _sse(protocol.TextDelta(delta=(" " if said else "") + text, logprobs=lp))
                 said = True
     except ApiError as err:  # headers are sent: the error goes in the stream, as OpenAI does
         yield _sse(err.body())
         return
     finally:  # also when the client leaves mid-stream and this generator is closed
-        request.app.state.batcher.finish(job)
-    if len(results) < len(job.pieces):
+        request.app.state.batcher.finish(work.job)
+    if len(results) < len(work.job.pieces):
         return  # the client left
-    usage = _usage(job, results)
-    usage = {"type": "tokens", "input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
-             "total_tokens": usage["total_tokens"]}  # fmt: skip
-    yield _sse({"type": "transcript.text.done", "text": merge(parts, results, language).text, "usage": usage})
+    t = assemble(work.plan, results, work.language, work.temperature)
+    u = _usage(results)
+    usage = protocol.TokenUsage(input_tokens=u.prompt_tokens, output_tokens=u.completion_tokens, total_tokens=u.total_tokens)
+    yield _sse(protocol.TextDone(text=t.text, usage=usage, logprobs=_logprobs(t.logprobs) if with_logprobs else None))
 
 
 # ---------------------------------------------------------------- chat completions
@@ -203,57 +262,84 @@ async def chat_completions(request: Request) -> Response:
             raise ApiError(400, f"malformed JSON body: {err}", code="invalid_json") from None
         if not isinstance(payload, dict):
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-        audio, context = inputs.parse_messages(payload.get("messages"))
-        language = inputs.language_param(payload.get("language"), config.language)
-        stream = inputs.flag(payload.get("stream"), "stream")
+        if not isinstance(payload.get("messages"), list) or not payload["messages"]:
+            raise ApiError(400, "messages must be a non-empty list", param="messages")
+        req = _validate(protocol.ChatCompletionRequest, payload)
+        _check_model(config, req.model)
+        audio, context = inputs.parse_messages(payload["messages"])
+        language = inputs.language_param(req.language, config.language)
         samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config, "messages")
-        parts, job = await _start(request, arrived, samples, context, language)
-    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": config.model_id}
-    if stream:
-        return StreamingResponse(_chat_chunks(request, parts, job, language, meta), media_type="text/event-stream")
-    results = await _all_results(request, job)
-    t = merge(parts, results, language)
-    usage = _usage(job, results)
-    # vLLM answers with the model's raw form: `language X<asr_text>TEXT`
-    content = answer_prefix(t.language or "None") + t.text
-    message = {"role": "assistant", "content": content}
-    return JSONResponse({
-        **meta, "object": "chat.completion",
-        "choices": [{"index": 0, "message": message, "finish_reason": "length" if t.hit_token_cap else "stop"}],
-        "usage": usage,
-    })  # fmt: skip
+        limit = req.token_limit
+        work = await _start(request, arrived, samples, "audio", "messages", context, language, req.temperature or 0.0,
+                            req.seed, max_new_tokens=limit)  # fmt: skip
+    meta = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model or config.model_id}
+    if req.stream:
+        return StreamingResponse(_chat_chunks(request, work, meta, limit), media_type="text/event-stream")
+    results = await _all_results(request, work.job)
+    results, capped = limit_tokens(results, limit, batcher.engine)
+    t = assemble(work.plan, results, language, work.temperature)
+    # vLLM answers with the model's raw form: `language X<asr_text>TEXT`; without speech the
+    # model was not asked, and `language None` is its own answer for no speech
+    content = answer_prefix((t.language if work.plan.pieces else "") or "None") + t.text
+    answer = protocol.ChatCompletion(
+        **meta, choices=[protocol.ChatChoice(message=protocol.AssistantMessage(content=content),
+                                             finish_reason="length" if capped else "stop")],
+        usage=_usage(results),
+    )  # fmt: skip
+    return JSONResponse(answer.model_dump())
 
 
-def _usage(job: Job, results: list[Result]) -> dict:
-    prompt = sum(audio_token_count(len(p.samples) // 160) for p in job.pieces)  # audio tokens only
-    completion = sum(r.n_tokens for r in results)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def limit_tokens(results: list[Result], limit: int | None, engine) -> tuple[list[Result], bool]:
+    """Results cut to `limit` generated tokens in all (pieces run side by side, each with the
+    whole budget); True when the limit stopped generation."""
+    capped = any(r.hit_token_cap for r in results)
+    if limit is None:
+        return results, capped
+    out, left = [], limit
+    for r in results:
+        if r.n_tokens <= left:
+            out.append(r)
+            left -= r.n_tokens
+            continue
+        ids = r.token_ids[:left]
+        out.append(engine.result(EngineRequest(np.zeros(0, np.float32), language=r.language or None), ids,
+                                 r.logprobs[:left], max(left, 1), r.prompt_tokens, r.no_speech_prob))  # fmt: skip
+        capped, left = True, 0
+    return out, capped
 
 
-async def _chat_chunks(request: Request, parts: Split, job: Job, language: str | None, meta: dict) -> AsyncIterator[bytes]:
-    def chunk(delta: dict, finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return _sse({**meta, "object": "chat.completion.chunk", "choices": [choice]})
+async def _chat_chunks(request: Request, work: _Work, meta: dict, limit: int | None) -> AsyncIterator[bytes]:
+    batcher: Batcher = request.app.state.batcher
 
-    yield chunk({"role": "assistant", "content": ""})
-    said, capped = False, False
+    def chunk(delta: protocol.ChunkDelta, finish: str | None = None) -> bytes:
+        return _sse(protocol.ChatCompletionChunk(**meta, choices=[protocol.ChunkChoice(delta=delta, finish_reason=finish)]))
+
+    yield chunk(protocol.ChunkDelta(role="assistant", content=""))
+    said, capped, left = False, False, limit
+    prefix_sent = False
     try:
-        async for i, r in _results(request, job):
-            capped = capped or r.hit_token_cap
-            text = piece_text(parts, r)
-            if i == 0:  # the model's raw form starts `language X<asr_text>`
-                yield chunk({"content": answer_prefix(language or r.language or "None")})
+        async for _, r in _results(request, work.job):
+            if left is not None and left <= 0:
+                continue
+            (r,), cut = limit_tokens([r], left, batcher.engine)
+            capped = capped or cut
+            if left is not None:
+                left -= r.n_tokens
+            if not prefix_sent:  # the model's raw form starts `language X<asr_text>`
+                yield chunk(protocol.ChunkDelta(content=answer_prefix(work.language or r.language or "None")))
+                prefix_sent = True
+            text = r.text if work.plan.whole else " ".join(r.text.split())
             if text:
-                yield chunk({"content": (" " if said else "") + text})
+                yield chunk(protocol.ChunkDelta(content=(" " if said else "") + text))
                 said = True
     except ApiError as err:
         yield _sse(err.body())
         return
     finally:
-        request.app.state.batcher.finish(job)
-    if not job.pieces:  # no speech found: the model would have said nothing either
-        yield chunk({"content": answer_prefix(language or "None")})
-    yield chunk({}, "length" if capped else "stop")
+        batcher.finish(work.job)
+    if not prefix_sent:  # no speech found: `language None`, the model's own answer for no speech
+        yield chunk(protocol.ChunkDelta(content=answer_prefix("None")))
+    yield chunk(protocol.ChunkDelta(), "length" if capped else "stop")
     yield b"data: [DONE]\n\n"
 
 
@@ -264,5 +350,5 @@ async def _chat_chunks(request: Request, parts: Split, job: Job, language: str |
 async def models(request: Request) -> JSONResponse:
     config: ServerConfig = request.app.state.config
     created = int(request.app.state.started)
-    card = {"id": config.model_id, "object": "model", "created": created, "owned_by": "medasr"}
-    return JSONResponse({"object": "list", "data": [card]})
+    cards = [protocol.ModelCard(id=name, created=created) for name in config.model_names]
+    return JSONResponse(protocol.ModelList(data=cards).model_dump())

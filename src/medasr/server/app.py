@@ -16,12 +16,17 @@ from medasr.server.config import ServerConfig
 from medasr.server.errors import ApiError, install_handlers
 from medasr.server.metrics import Metrics
 from medasr.server.page import PAGE
+from medasr.server.realtime import Hub
+from medasr.server.realtime import endpoint as realtime_endpoint
+from medasr.server.timeouts import ReadDeadline
 
 
 def load_engine(config: ServerConfig) -> Engine:
     from medasr.checkpoint import load
 
-    return Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+    engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+    engine.compile = config.compile
+    return engine
 
 
 class _CountRequests:
@@ -83,8 +88,11 @@ def create_app(
     app.state.batcher = batcher
     app.state.metrics = metrics
     app.state.started = time.time()
+    app.state.realtime = Hub(config, metrics.realtime_sessions)
     install_handlers(app)
     app.include_router(router)
+    app.add_middleware(ReadDeadline, timeout_s=config.read_timeout_s, metrics=metrics)  # inside the count: 408s are counted
+    app.add_api_websocket_route("/v1/realtime", realtime_endpoint)  # OpenAI's Realtime transcription
     app.add_middleware(_CountRequests, metrics=metrics)
 
     @app.get("/health")

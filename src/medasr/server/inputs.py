@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from medasr.audio import SAMPLE_RATE, decode_bytes
+from medasr.audiofile import packet_seconds
 from medasr.errors import AudioError
 from medasr.prompt import normalize_language
-from medasr.server import urls
+from medasr.server import timeouts, urls
 from medasr.server.config import ServerConfig
 from medasr.server.errors import BODY_READ, DRAIN_FACTOR, ApiError
 
 FORM_OVERHEAD = 256 * 1024  # the non-file fields of a form (prompt, language, ...)
+DECLARED_MARGIN = 1.02  # counted durations are estimates for some codecs (Ogg Vorbis: ~1 %)
 
 
 async def read_body(request: Request, limit: int, cap_mb: float) -> bytes:
@@ -42,6 +43,8 @@ async def read_body(request: Request, limit: int, cap_mb: float) -> bytes:
             else:
                 chunks.append(chunk)
     except ClientDisconnect:
+        if (limit_s := timeouts.timed_out(request.scope)) is not None:  # cut off by server.timeouts
+            raise ApiError(408, f"the request body did not arrive within {limit_s:g} s", code="request_timeout") from None
         raise ApiError(400, "the client disconnected while sending the body") from None
     if too_big:
         raise ApiError(413, f"upload larger than this server's limit of {cap_mb:g} MB", code="request_too_large")
@@ -53,17 +56,6 @@ def language_param(value: str | None, default: str) -> str | None:
         return normalize_language(value if value not in (None, "") else default)
     except ValueError as err:
         raise ApiError(400, str(err), param="language", code="unsupported_language") from None
-
-
-def flag(value: object, param: str) -> bool:
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", ""):
-        return False
-    raise ApiError(400, f"{param} must be true or false", param=param)
 
 
 async def decode(data: bytes, label: str, config: ServerConfig, param: str = "file"):
@@ -88,9 +80,11 @@ class _TooLong(Exception):
 
 
 def _decode_capped(data: bytes, label: str, max_s: float):
-    # A few MB of compressed silence can decode to hours of samples: ask the container first.
+    # A few MB of compressed silence can decode to hours of samples: count the packets first
+    # (exact, nothing decoded; never a header's claim, which an MP3 without a length header or
+    # joined recordings get wrong both ways). The margin covers estimated packet durations (Ogg).
     declared = _declared_seconds(data)
-    if declared is not None and declared > max_s + 1.0:
+    if declared is not None and declared > max_s * DECLARED_MARGIN + 1.0:
         raise _TooLong(declared)
     samples = decode_bytes(data, label)
     if len(samples) / SAMPLE_RATE > max_s:
@@ -99,22 +93,8 @@ def _decode_capped(data: bytes, label: str, max_s: float):
 
 
 def _declared_seconds(data: bytes) -> float | None:
-    """The duration the container's header states, or None (then decoding decides)."""
-    import soundfile as sf
-
-    try:
-        return float(sf.info(io.BytesIO(data)).duration)
-    except Exception:  # not a format libsndfile reads: ask FFmpeg
-        pass
-    try:
-        import av
-
-        with av.open(io.BytesIO(data), mode="r") as container:
-            if container.duration:
-                return container.duration / av.time_base
-    except Exception:  # unreadable header: decoding will say what is wrong
-        pass
-    return None
+    """The audio's length from its packets, or None (then decoding decides)."""
+    return packet_seconds(data)
 
 
 # ---------------------------------------------------------------- chat messages

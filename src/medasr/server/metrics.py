@@ -27,6 +27,9 @@ class Metrics:
     batch_seconds: Histogram
     audio_seconds: Counter
     dropped_pieces: Counter
+    reading: Gauge
+    read_timeouts: Counter
+    realtime_sessions: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -45,6 +48,11 @@ class Metrics:
             dropped_pieces=Counter(
                 "medasr_dropped_pieces", "pieces dropped before their batch (client gone or deadline passed)", registry=r
             ),
+            reading=Gauge("medasr_reading_requests", "requests whose body is still arriving", registry=r),
+            read_timeouts=Counter(
+                "medasr_read_timeouts", "requests dropped with 408: the body did not arrive within --read-timeout-s", registry=r
+            ),
+            realtime_sessions=Gauge("medasr_realtime_sessions", "live WebSocket sessions open", registry=r),
         )  # fmt: skip
 
     def render(self) -> tuple[bytes, str]:

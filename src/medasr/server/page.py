@@ -1,5 +1,11 @@
 """The web page at `/`: one self-contained HTML document (inline CSS and JS, nothing fetched
-from elsewhere), so it works on machines without internet access."""
+from elsewhere), so it works on machines without internet access.
+
+Two ways in: a file or a recording sent to /v1/audio/transcriptions, or live from the microphone
+over the realtime WebSocket (/v1/realtime, OpenAI's protocol; the API key goes in the
+`openai-insecure-api-key.KEY` subprotocol, as browsers cannot set headers there). Live, the
+microphone's samples (at the device's rate) go out as 16-bit PCM every 100 ms; partial text
+is shown greyed and replaced by each utterance's final text."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -24,6 +30,12 @@ PAGE = """<!doctype html>
   #status { min-height: 1.4rem; margin: .6rem 0; color: #5b6570; }
   #status[data-state=error] { color: #d1242f; }
   #transcript { white-space: pre-wrap; background: #f6f8fa; border: 1px solid #d5dbe1; border-radius: 8px; padding: .8rem; min-height: 4rem; }
+  #live.on { background: #d1242f; border-color: #d1242f; color: white; }
+  #livetext { background: #f6f8fa; border: 1px solid #d5dbe1; border-radius: 8px; padding: .4rem .8rem; min-height: 3rem; margin-top: .6rem; }
+  #livetext p { margin: .3rem 0; }
+  #livetext p.partial { color: #8a96a3; }
+  #livetext p.failed { color: #d1242f; }
+  #livetext .time { color: #5b6570; font-size: .85em; margin-right: .4rem; }
 </style>
 </head>
 <body>
@@ -35,6 +47,13 @@ PAGE = """<!doctype html>
   <label>Upload a file <input id="file" type="file" accept="audio/*,video/webm,video/mp4"></label>
   <div>or <button id="record" type="button">Record</button> <span id="recinfo"></span></div>
   <audio id="player" controls hidden></audio>
+</fieldset>
+
+<fieldset>
+  <legend>Live</legend>
+  <div><button id="live" type="button">Start live transcription</button>
+    <span id="liveinfo">from the microphone: partial text grey, final text black</span></div>
+  <div id="livetext" data-finals="0"></div>
 </fieldset>
 
 <fieldset>
@@ -106,7 +125,6 @@ $("transcribe").addEventListener("click", async () => {
   const form = new FormData();
   if (recording) form.append("file", recording, recording.type.includes("ogg") ? "recording.ogg" : "recording.webm");
   else form.append("file", file, file.name);
-  form.append("model", "medasr");
   form.append("response_format", format);
   form.append("language", $("language").value.trim() || "en");
   if ($("prompt").value.trim()) form.append("prompt", $("prompt").value.trim());
@@ -135,6 +153,121 @@ $("transcribe").addEventListener("click", async () => {
     $("transcribe").disabled = false;
   }
 });
+
+// ---------------------------------------------------------------- live, over /v1/realtime
+const TAP = "class Tap extends AudioWorkletProcessor {" +
+  " process(inputs) { const c = inputs[0][0]; if (c) this.port.postMessage(c.slice(0)); return true; } }" +
+  " registerProcessor('tap', Tap);";
+let live = null;  // {ws, ctx, stream, items, stopping}
+
+function clock(ms) {
+  const s = Math.max(ms, 0) / 1000, m = Math.floor(s / 60);
+  return String(m).padStart(2, "0") + ":" + (s - 60 * m).toFixed(1).padStart(4, "0");
+}
+function pcm16(floats) {  // Float32Array -> base64 of 16-bit little-endian PCM
+  const bytes = new Uint8Array(floats.length * 2), view = new DataView(bytes.buffer);
+  for (let i = 0; i < floats.length; i++) {
+    const x = Math.max(-1, Math.min(1, floats[i]));
+    view.setInt16(2 * i, x < 0 ? x * 32768 : x * 32767, true);
+  }
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+function liveItem(id) {
+  let el = live.items.get(id);
+  if (!el) {
+    el = document.createElement("p"); el.className = "partial"; el.dataset.item = id;
+    el.append(Object.assign(document.createElement("span"), { className: "time" }), document.createElement("span"));
+    $("livetext").append(el); live.items.set(id, el);
+  }
+  return el;
+}
+function liveOpen() { return [...live.items.values()].some((el) => el.className === "partial"); }
+function liveEvent(e) {
+  if (e.type === "input_audio_buffer.speech_started") {
+    liveItem(e.item_id).dataset.start = e.audio_start_ms;
+  } else if (e.type === "input_audio_buffer.speech_stopped") {
+    liveItem(e.item_id).dataset.end = e.audio_end_ms;
+  } else if (e.type === "input_audio_buffer.committed") {
+    liveItem(e.item_id);
+  } else if (e.type === "conversation.item.input_audio_transcription.delta") {
+    liveItem(e.item_id).lastChild.textContent += e.delta;
+  } else if (e.type === "conversation.item.input_audio_transcription.completed") {
+    const el = liveItem(e.item_id);
+    el.className = "final"; el.lastChild.textContent = e.transcript;
+    if (el.dataset.start) el.firstChild.textContent = clock(+el.dataset.start) + " - " + clock(+(el.dataset.end || el.dataset.start));
+    $("livetext").dataset.finals = +$("livetext").dataset.finals + 1;
+    if (!e.transcript) el.hidden = true;
+  } else if (e.type === "conversation.item.input_audio_transcription.failed") {
+    const el = liveItem(e.item_id);
+    el.className = "failed"; el.lastChild.textContent = "(not transcribed: " + e.error.message + ")";
+  } else if (e.type === "error") {
+    if (live.stopping && e.error.code === "input_audio_buffer_commit_empty") { /* nothing was open */ }
+    else status("Live: " + e.error.message, "error");
+  }
+  if (live.stopping && !liveOpen()) live.ws.close();
+}
+async function startLive() {
+  const key = $("apikey").value.trim();
+  localStorage.setItem("medasr-key", key);
+  let stream;
+  try {
+    const raw = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    stream = await navigator.mediaDevices.getUserMedia({ audio: raw });
+  } catch (e) { status("Microphone unavailable: " + e.message, "error"); return; }
+  const ctx = new AudioContext();  // the device's rate; the server resamples
+  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], { type: "application/javascript" })));
+  const url = location.href.replace(/^http/, "ws").replace(/[?#].*$/, "").replace(/[^/]*$/, "") + "v1/realtime?intent=transcription";
+  const ws = new WebSocket(url, key ? ["realtime", "openai-insecure-api-key." + key] : ["realtime"]);
+  live = { ws, ctx, stream, items: new Map(), stopping: false };
+  $("livetext").textContent = ""; $("livetext").dataset.finals = 0;
+  $("live").textContent = "Stop"; $("live").classList.add("on");
+  ws.onopen = () => {
+    const language = $("language").value.trim() || "en", prompt = $("prompt").value.trim();
+    ws.send(JSON.stringify({ type: "session.update", session: { type: "transcription", audio: { input: {
+      format: { type: "audio/pcm", rate: ctx.sampleRate },
+      transcription: prompt ? { language, prompt } : { language },
+      turn_detection: { type: "server_vad", threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 },
+    } } } }));
+    const tap = new AudioWorkletNode(ctx, "tap");
+    let pending = [], count = 0;
+    tap.port.onmessage = (m) => {
+      if (ws.readyState !== WebSocket.OPEN || live.stopping) return;
+      pending.push(m.data); count += m.data.length;
+      if (count < ctx.sampleRate / 10) return;  // 100 ms at a time
+      const all = new Float32Array(count); let at = 0;
+      for (const p of pending) { all.set(p, at); at += p.length; }
+      pending = []; count = 0;
+      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio: pcm16(all) }));
+    };
+    ctx.createMediaStreamSource(stream).connect(tap);
+    tap.connect(ctx.destination);  // outputs silence; connected so that it is pulled
+    status("Live: listening...", "live");
+  };
+  ws.onmessage = (m) => liveEvent(JSON.parse(m.data));
+  ws.onclose = (e) => {
+    stream.getTracks().forEach((t) => t.stop()); ctx.close();
+    $("live").textContent = "Start live transcription"; $("live").classList.remove("on");
+    const ended = e.code === 1000 || live.stopping ? "Live transcription ended." : "Live connection closed (" + e.code + ").";
+    if ($("status").dataset.state !== "error") status(ended, "done");
+    live = null;
+  };
+}
+function stopLive() {
+  live.stopping = true;
+  live.stream.getTracks().forEach((t) => t.stop());
+  status("Live: finishing...", "busy");
+  if (live.ws.readyState !== WebSocket.OPEN) { live.ws.close(); return; }
+  live.ws.send(JSON.stringify({ type: "input_audio_buffer.commit" }));  // close what is open; its final follows
+  const ws = live.ws;
+  setTimeout(() => ws.close(), 30000);  // a server that never answers
+}
+$("live").addEventListener("click", () => { if (live) stopLive(); else startLive(); });
+if (!window.AudioWorkletNode || !navigator.mediaDevices) {
+  $("live").disabled = true;
+  $("liveinfo").textContent = "live transcription needs a browser with AudioWorklet over https or localhost";
+}
 </script>
 </body>
 </html>

@@ -43,18 +43,22 @@ def encode(
     text: str,
     context: str | None = None,
     language: str = "English",
+    forced_language: str | None = None,
 ) -> Example:
     """Features and token ids of one (audio, target text) pair.
 
     The prompt before the answer prefix, the prefix and the text are tokenized separately, so the
     answer boundary is exact; `prompt_ids + answer prefix ids` are the ids the engine feeds at
     inference (tests check that they equal the tokenized `prompt_text(context, language, n)`).
+    With `forced_language` the prompt ends with that language's answer prefix, as inference with a
+    forced language sends it, and the answer is the text and end of turn alone (no speech: just
+    the end of turn).
     """
     tok = processor.tokenizer
     mel, n_frames = clip_features(processor.feature_extractor, samples)
     n_audio = audio_token_count(n_frames)
-    prompt = tok(prompt_text(context, None, n_audio), add_special_tokens=False)["input_ids"]
-    prefix = tok(answer_prefix(language), add_special_tokens=False)["input_ids"]
+    prompt = tok(prompt_text(context, forced_language, n_audio), add_special_tokens=False)["input_ids"]
+    prefix = [] if forced_language else tok(answer_prefix(language), add_special_tokens=False)["input_ids"]
     text_ids = tok(text, add_special_tokens=False)["input_ids"]
     end = tok(IM_END, add_special_tokens=False)["input_ids"]
     return Example(mel, n_frames, prompt, prefix + text_ids + end, text_ids)

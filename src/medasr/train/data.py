@@ -86,6 +86,13 @@ def clip_duration(audio: str | bytes) -> float:
         return load_audio(audio).duration
 
 
+NO_SPEECH = "None"  # the language of clips without speech: the model answers `language None<asr_text>`
+
+
+def is_nonspeech(utt: Utterance) -> bool:
+    return (utt.language or "").strip().lower() == NO_SPEECH.lower()
+
+
 def targets(utterances: Iterable[Utterance], name: str, report: DataReport, max_duration_s: float) -> list[Utterance]:
     """Written-form targets; over-long clips and empty texts are dropped and counted under `name`."""
     from medasr.text import written_form
@@ -95,7 +102,8 @@ def targets(utterances: Iterable[Utterance], name: str, report: DataReport, max_
     seconds = 0.0
     for utt in utterances:
         text = written_form(utt.text)
-        if not text:
+        # Empty text is a target only for clips marked as holding no speech (language "None").
+        if not text and not is_nonspeech(utt):
             empty += 1
             continue
         duration = utt.duration if utt.duration is not None else clip_duration(utt.audio)
@@ -144,7 +152,8 @@ class Compound:
     """Several utterances spoken one after another with pauses: one longer training clip.
 
     Clips of single sentences teach a model nothing about the multi-sentence pieces of up to 30 s
-    that long recordings are cut into; compounds do (`concat_fraction` in the recipe).
+    that long recordings are cut into; compounds do (`concat_fraction` in the recipe). Clips
+    without speech are never parts.
     """
 
     parts: list[Utterance]
@@ -166,7 +175,7 @@ class Compound:
 def compounds(utterances: Sequence[Utterance], n: int, max_s: float, seed: int = 0) -> list[Compound]:
     """`n` compounds of 2+ random utterances, each filled up to a random length in [max_s/3, max_s]."""
     rng = random.Random(seed)
-    pool = [u for u in utterances if (u.duration or 0) > 0 and u.duration < max_s / 2]
+    pool = [u for u in utterances if (u.duration or 0) > 0 and u.duration < max_s / 2 and not is_nonspeech(u)]
     if len(pool) < 2:
         return []
     out = []
@@ -205,7 +214,7 @@ class Augment:
     """
 
     edge_silence_s: float = 0.0  # up to this much silence before and, independently, after a clip
-    noise_dbfs: tuple[float, float] | None = None  # white noise at an RMS level drawn from this range
+    noise_dbfs: tuple[float, float] | None = None  # white, pink or brown noise at an RMS level drawn from this range
     noise_fraction: float = 0.0  # share of the clips that get the noise
     max_s: float = 30.0  # silence is never added beyond this total length
     seed: int = 0
@@ -229,8 +238,23 @@ class Augment:
         ])
         if self.noise_dbfs is not None and rng.random() < self.noise_fraction:
             rms = 10 ** (rng.uniform(*self.noise_dbfs) / 20)
-            samples = np.clip(samples + rng.normal(0, rms, len(samples)).astype(np.float32), -1, 1)
+            samples = np.clip(samples + rms * _noise(rng, len(samples)), -1, 1).astype(np.float32)
         return samples
+
+
+def _noise(rng, n: int):
+    """Unit-RMS noise of a random colour: white (half the time), pink or brown (rooms and
+    equipment hum low, not flat)."""
+    import numpy as np
+
+    from medasr.audio import SAMPLE_RATE
+
+    colour = rng.choice(3, p=(0.5, 0.25, 0.25))
+    x = rng.normal(0, 1, n)
+    if colour:
+        spectrum = np.fft.rfft(x) * np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0) ** (-0.5 * colour)
+        x = np.fft.irfft(spectrum, n)
+    return (x / (np.sqrt(np.mean(x**2)) or 1.0)).astype(np.float32)
 
 
 class SpeechDataset:
@@ -263,4 +287,9 @@ class SpeechDataset:
             samples, first = _samples(item), item
         if self.augment:
             samples = self.augment(samples, i)
+        if is_nonspeech(first):
+            # Half answer `language None<asr_text>` (language detection on), half are asked with the
+            # language forced, as `medasr transcribe` does by default, and answer nothing at all.
+            forced = "English" if i % 2 else None
+            return encode(self.processor, samples, "", first.prompt or None, NO_SPEECH, forced_language=forced)
         return encode(self.processor, samples, item.text, first.prompt or None, first.language or "English")

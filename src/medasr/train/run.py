@@ -65,21 +65,29 @@ def resolve_optim(optim: str) -> str:
 
 
 def find_resume(recipe: Recipe) -> str | None:
-    """The checkpoint to continue from: recipe.resume is auto, yes, no, or a checkpoint directory."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The checkpoint to continue from: recipe.resume is auto, yes, no, or a checkpoint directory.
+
+    auto and yes take the newest *complete* checkpoint in output_dir (`checkpoints.problem`):
+    a folder left half-written or half-deleted by a kill is skipped, and said so."""
+    from medasr.train import checkpoints
 
     choice = str(recipe.resume).strip()
-    out = Path(recipe.output_dir)
     if choice.lower() in ("no", "false", "none", ""):
         return None
     if choice.lower() in ("auto", "yes", "true", "last"):
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        last, skipped = checkpoints.newest_complete(Path(recipe.output_dir))
+        for folder, why in skipped:
+            log.warning("resume: skipping %s, an incomplete checkpoint: %s", folder, why)
         if last is None and choice.lower() != "auto":
-            raise UserError(f"--resume: no checkpoint-* directory in {out} to resume from")
-        return last
+            raise UserError(f"--resume: no complete checkpoint-* directory in {recipe.output_dir} to resume from")
+        if last is not None and skipped:
+            log.warning("resume: continuing from %s", last)
+        return str(last) if last is not None else None
     path = Path(choice)
-    if not (path / "trainer_state.json").exists():
-        raise UserError(f"--resume {choice}: not a Trainer checkpoint (no trainer_state.json)")
+    if not path.is_dir():
+        raise UserError(f"--resume {choice}: no such checkpoint directory")
+    if (why := checkpoints.problem(path)) is not None:
+        raise UserError(f"--resume {choice}: not a complete Trainer checkpoint: {why}")
     return str(path)
 
 
@@ -201,6 +209,21 @@ def _trainer_class():
         group_by_length = False
         ctc_weight = 0.0
         ctc_blank = 0
+
+        def _save_checkpoint(self, model, trial):
+            # Closed by a marker once every process has written its part (train/checkpoints.py),
+            # so that a checkpoint cut short by a kill is never mistaken for a complete one.
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            from medasr.train import checkpoints
+
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if self.args.should_save:
+                checkpoints.begin_save(folder)
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save and folder.is_dir():
+                checkpoints.mark_complete(folder)
 
         def _get_train_sampler(self, train_dataset=None):
             if not self.group_by_length:

@@ -1,0 +1,10 @@
+"""Settings shared across medasr, defined once here. Light on purpose (no heavy imports), so
+the CLI can show them in --help without loading torch."""
+
+DEFAULT_MODEL = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
+SAMPLE_RATE = 16000  # Qwen3-ASR's input rate: everything is resampled to it
+MAX_PIECE_S = 30.0  # Qwen3-ASR is trained on clips of at most 30 s: longer audio is cut into pieces
+MIN_AUDIO_S = 0.1  # shorter input is refused as too short (OpenAI's own minimum)
+MIN_PIECE_S = 0.1  # a piece of a long recording shorter than this (a rounding tail) holds no words: not sent
+VAD_METHODS = ("silero", "energy", "none")  # speech detection: model, loudness, or off
+DEFAULT_VAD = "silero"
