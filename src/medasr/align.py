@@ -42,10 +42,9 @@ import numpy as np
 import torch
 
 from medasr.aligner_checkpoint import LoadedAligner
-from medasr.audio import SAMPLE_RATE
+from medasr.defaults import MAX_PIECE_S, SAMPLE_RATE
 from medasr.errors import AlignmentError
 from medasr.records import Word
-from medasr.transcribe import MAX_PIECE_S
 from medasr.vad import VadOptions
 from medasr.vad import pieces as speech_pieces
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medasr.defaults import DEFAULT_ALIGNER  # defined once there (light); re-exported here
+
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 DEMO_ALIGNER_DIR = Path(__file__).parent / "assets" / "demo-aligner"
 ALIGNER_THINKER_TYPE = "qwen3_forced_aligner"
 _HEAD_ORIGINAL, _HEAD_HF = "thinker.lm_head.weight", "score.weight"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 
+from medasr.defaults import LOW_CONFIDENCE
 from medasr.records import Segment, Transcript, Word
 from medasr.subtitles import cues as subtitle_cues
 
@@ -19,13 +20,19 @@ EXTENSIONS = {"txt": "txt", "json": "json", "jsonl": "jsonl", "srt": "srt", "vtt
 FRAMES_PER_SECOND = 100  # whisper's `seek` unit: mel frames (10 ms)
 
 
-def to_record(t: Transcript) -> dict:
-    """The JSON object for one input (json / jsonl formats)."""
-    return t.to_dict()
+def to_record(t: Transcript, low_confidence: float = LOW_CONFIDENCE) -> dict:
+    """The JSON object for one input (json / jsonl formats); words (when asked for) are marked
+    `low_confidence` below that probability."""
+    return t.to_dict(low_confidence)
 
 
-def verbose_json(t: Transcript) -> dict:
+def verbose_json(t: Transcript, granularities=("segment", "word"), low_confidence: float = LOW_CONFIDENCE) -> dict:
     """OpenAI's verbose_json transcription shape, the same from the CLI and the server.
+
+    `segments` when "segment" is among `granularities`, `words` ({word, start, end}, plus
+    medasr's `probability` and `low_confidence` where the word has a probability) when "word" is
+    and the transcript has words asked for (as OpenAI: words alone give no segments);
+    `warnings` (medasr's) when there are some.
 
     `seek` is where the segment's window starts, in 10 ms frames (as whisper reports it);
     `tokens` are the segment's text token ids; `avg_logprob` the mean log-probability of its
@@ -44,14 +51,15 @@ def verbose_json(t: Transcript) -> dict:
         if s.no_speech_prob is not None:
             seg["no_speech_prob"] = s.no_speech_prob
         segments.append(seg)
-    return {
-        "task": "transcribe",
-        "language": (t.language or "").lower(),
-        "duration": t.duration,
-        "text": t.text,
-        "segments": segments,
-        "usage": {"type": "duration", "seconds": t.duration},
-    }
+    out = {"task": "transcribe", "language": (t.language or "").lower(), "duration": t.duration, "text": t.text}
+    if "segment" in granularities:
+        out["segments"] = segments
+    if "word" in granularities and t.words is not None:
+        out["words"] = [w.to_dict(low_confidence) for w in t.words]
+    if t.warnings:
+        out["warnings"] = list(t.warnings)
+    out["usage"] = {"type": "duration", "seconds": t.duration}
+    return out
 
 
 def compression_ratio(text: str) -> float:
@@ -88,14 +96,14 @@ def vtt(segments: list[Segment], words: list[Word] | None = None) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
-def render(t: Transcript, fmt: str) -> str:
+def render(t: Transcript, fmt: str, low_confidence: float = LOW_CONFIDENCE) -> str:
     """One transcript as a document of the given format."""
     if fmt == "txt":
         return t.text + "\n"
     if fmt in ("json", "jsonl"):
-        return json.dumps(to_record(t), ensure_ascii=False) + "\n"
+        return json.dumps(to_record(t, low_confidence), ensure_ascii=False) + "\n"
     if fmt == "verbose_json":
-        return json.dumps(verbose_json(t), ensure_ascii=False) + "\n"
+        return json.dumps(verbose_json(t, low_confidence=low_confidence), ensure_ascii=False) + "\n"
     if fmt == "srt":
         return srt(t.segments, t.words)
     if fmt == "vtt":

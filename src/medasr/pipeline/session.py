@@ -37,6 +37,7 @@ from medasr.pipeline.assembler import assemble
 from medasr.pipeline.events import Cleared, Committed, Completed, Counter, Delta, Event, Failed, SpeechStarted, SpeechStopped
 from medasr.pipeline.scheduler import LIVE, Scheduler, Ticket
 from medasr.pipeline.segmenter import plan_samples, vad_options
+from medasr.pipeline.words import WordTimer, plan_clips
 from medasr.records import Transcript
 from medasr.vad import SpeechProbabilities, VadOptions, quietest_point
 
@@ -56,6 +57,7 @@ class LiveOptions:
     context: str | None = None
     vad: str = "silero"  # the offline path's speech detection for finals ("none": off)
     max_new_tokens: int | None = None  # per decode, as offline (None: grows with the audio)
+    words: bool = False  # finals carry word times and probabilities (needs the session's WordTimer)
 
     def check(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -82,9 +84,11 @@ class _Item:
 
 
 class LiveSession:
-    def __init__(self, scheduler: Scheduler, options: LiveOptions, emit: Callable[[Event], None]):
+    def __init__(self, scheduler: Scheduler, options: LiveOptions, emit: Callable[[Event], None],
+                 words: WordTimer | None = None):  # fmt: skip
         options.check()
         self.scheduler = scheduler
+        self.words = words  # the word stage for finals, when options.words
         self.options = options
         self._emit = emit
         self._lock = threading.RLock()
@@ -317,10 +321,26 @@ class LiveSession:
                 if len(results) == len(requests):
                     self._finals.pop(item.id, None)
                     t = assemble(plan, [results[i] for i in range(len(requests))], o.language)
+                    if o.words and self.words is not None:  # aligned on the timer's thread, not this one
+                        future = self.words.submit(t, plan_clips(plan, t.segments))
+                        future.add_done_callback(lambda f: self._worded(item.id, t, f, start_s, end_s))
+                        return
                     self._done[item.id] = Completed(item.id, t, start_s, end_s)
                     self._flush()
 
         self._finals[item.id] = [self.scheduler.submit(requests, LIVE, on_result)]
+
+    def _worded(self, item_id: str, t: Transcript, future, start_s: float, end_s: float) -> None:
+        """A final's words are ready (or could not be had: its text goes out with a warning)."""
+        err = future.exception()
+        if err is not None:
+            t.words = []
+            t.warnings.append(f"no word timestamps: {err}")
+        with self._lock:
+            if self._closed or item_id not in self._order:
+                return
+            self._done[item_id] = Completed(item_id, t, start_s, end_s)
+            self._flush()
 
     def _flush(self) -> None:
         """Send finished finals in item order."""
