@@ -110,7 +110,7 @@ def resolve(model: str, flag: str = "--model", demo_dir: Path = DEMO_DIR) -> Pat
         raise ModelLoadError(
             f"the weights of {model!r} are not on this machine and the hub could not be reached "
             f"({type(err).__name__}). Download them where there is network "
-            f"(`hf download {model}`) and pass the directory with --model PATH"
+            f"(`hf download {model}`) and pass the directory with {flag} PATH"
         ) from err
 
 

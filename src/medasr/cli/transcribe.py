@@ -112,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-piece-s must be at least 1 second")
     if not 0.0 <= args.low_confidence <= 1.0:
         raise UserError("--low-confidence must be between 0 and 1")
+    if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
+        from medasr.aligner_checkpoint import DEFAULT_ALIGNER, require_aligner, resolve_aligner
+
+        require_aligner(resolve_aligner(args.aligner or DEFAULT_ALIGNER))
     inputs = expand_inputs(args.audio)
     if not inputs:
         raise UserError("no audio files found in the given inputs")

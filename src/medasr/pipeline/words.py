@@ -70,11 +70,9 @@ class WordTimer:
 
                 try:
                     self._aligner = load_aligner(self.spec, device=self.device, dtype=self.dtype)
-                except ModelLoadError as err:
-                    self._error = err
-                    raise
-                except Exception as err:  # a broken file, an import problem: still the aligner's fault
-                    self._error = ModelLoadError(f"the aligner {self.spec} failed to load: {type(err).__name__}: {err}")
+                except Exception as err:  # a wrong or broken directory, no hub: said as the aligner's
+                    why = str(err) if isinstance(err, ModelLoadError) else f"{type(err).__name__}: {err}"
+                    self._error = ModelLoadError(f"the aligner {self.spec} failed to load: {why}")
                     raise self._error from err
                 log.info("aligner loaded: %s", self.name)
             return self._aligner

@@ -85,8 +85,6 @@ class Batcher:
 
                 if self.config.vad == "silero":
                     load_silero()
-            if self.config.aligner:
-                self.words.load()
         except Exception as err:  # reported by /ready and by every request
             if isinstance(err, UserError):
                 log.error("%s", err)
