@@ -17,6 +17,10 @@ audio. An utterance that reaches `max_piece_s` is cut at its quietest point (as 
 are) and continues as a new item, so one update never costs more than one piece, however long
 the stream: the cost per audio second stays flat.
 
+Words: with `LiveOptions.words` and a `WordTimer`, each final goes through the word stage
+(`medasr.pipeline.words`) on the timer's own thread before it is sent, so its transcript carries
+`words` (times from the utterance's start, as its segments) as offline transcription gives them.
+
 Memory: only the open utterance (at most one piece) and the padding before it are kept.
 Thread-safety: feed it from one thread; results arrive from the scheduler's thread; `emit` is
 called from either, in order, under the session's lock.
