@@ -4,13 +4,15 @@
     asr = medasr.load_model("demo")            # hub id, local directory or "demo"
     for t in asr.transcribe(["a.wav", "b.mp3"], context="metoprolol, atorvastatin"):
         print(t.source, t.text)
+    t = asr.transcribe("a.wav", timestamps="word", aligner="demo")[0]   # + t.words (start, end, probability)
 
 It runs the one pipeline (`medasr.pipeline`): each input is planned by the segmenter (speech
 detection on every input: a clip without speech gives an empty transcript and no model call; a
 short clip with speech is sent whole; a longer one is cut into pieces of speech of at most
 `max_piece_s`), the pieces of all inputs share the scheduler's batches, and the assembler
 builds each input's Transcript (segments on the original timeline, scores) as soon as its
-pieces are done.
+pieces are done; with timestamps="word" the word stage (`medasr.pipeline.words`) then times
+and scores its words.
 
 Memory for long files: a local file longer than the limit is never decoded whole: it is planned
 in a streamed pass and its pieces are read back in a second one, handed to the scheduler in

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--speed must not be negative; --chunk-ms and --rate must be positive")
     if args.input != "-" and not os.path.isfile(args.input):
         raise UserError(f"{args.input}: no such file (pass - to read PCM from stdin)")
+    if args.aligner and args.timestamps != "word":
+        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
     if args.timestamps == "word" and args.url:
         raise UserError("--timestamps word works locally only: OpenAI's Realtime protocol has no word times")
     if not 0.0 <= args.low_confidence <= 1.0:

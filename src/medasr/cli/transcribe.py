@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-piece-s must be at least 1 second")
     if not 0.0 <= args.low_confidence <= 1.0:
         raise UserError("--low-confidence must be between 0 and 1")
+    if args.aligner and args.timestamps != "word":
+        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
     if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
         from medasr.aligner_checkpoint import DEFAULT_ALIGNER, require_aligner, resolve_aligner
 

@@ -91,6 +91,8 @@ class LiveSession:
     def __init__(self, scheduler: Scheduler, options: LiveOptions, emit: Callable[[Event], None],
                  words: WordTimer | None = None):  # fmt: skip
         options.check()
+        if options.words and words is None:
+            raise ValueError("LiveOptions(words=True) needs a WordTimer (words=...) to time the finals' words")
         self.scheduler = scheduler
         self.words = words  # the word stage for finals, when options.words
         self.options = options
@@ -134,6 +136,8 @@ class LiveSession:
         apply to the next decode; a change of turn detection or threshold restarts speech
         detection on the audio that follows. The open utterance, if any, stays open."""
         options.check()
+        if options.words and self.words is None:
+            raise ValueError("LiveOptions(words=True) needs the session to have a WordTimer")
         with self._lock:
             old, self.options = self.options, options
             if (old.turn_detection, old.threshold) != (options.turn_detection, options.threshold):
