@@ -231,3 +231,16 @@ def test_live_finals_carry_words_when_asked(speech_clips):
         check_invariants(worded)
     finally:
         scheduler.stop()
+
+
+def test_subtitles_are_timed_by_the_transcribed_words(worded):
+    from medasr.subtitles import MAX_CUE_S, MAX_LINE_CHARS, cues
+
+    for t in worded:
+        cs = cues(t.segments, t.words)
+        for c in cs:  # readable: at most 2 lines of 42 characters, at most 7 s
+            assert len(c.text.split("\n")) <= 2 and all(len(x) <= MAX_LINE_CHARS for x in c.text.split("\n"))
+            assert c.end - c.start <= MAX_CUE_S + 1e-9
+        assert " ".join(c.text.replace("\n", " ") for c in cs) == " ".join(w.word for w in t.words)  # words whole, in order
+        starts = {w.start for w in t.words}
+        assert all(c.start in starts for c in cs)  # each cue starts where a word starts
