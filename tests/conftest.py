@@ -39,6 +39,21 @@ def tiny_model(tmp_path_factory) -> dict[str, Path]:
     return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.fixture(scope="session")
+def tiny_aligner(tmp_path_factory) -> dict:
+    """A tiny random aligner in both formats (400 bins of 80 ms)."""
+    from medasr import modelbuild
+    from medasr.aligner_checkpoint import save_aligner_original, save_aligner_transformers
+
+    tok = modelbuild.train_tokenizer(TOKENIZER_TEXTS * 10, vocab_size=400)
+    model = modelbuild.build_aligner(modelbuild.make_aligner_config(tok, "tiny", classes=400), seed=1, init_std=1.0)
+    proc = modelbuild.make_aligner_processor(tok)
+    root = tmp_path_factory.mktemp("tiny-aligner")
+    save_aligner_original(model, proc, root / "original")
+    save_aligner_transformers(model, proc, root / "transformers")
+    return {"original": root / "original", "transformers": root / "transformers", "model": model}
+
+
 def speak(text: str, path: Path, voice: str = "en-us", speed: int = 175) -> Path:
     """Real synthetic speech: espeak-ng writes a 22.05 kHz mono wav."""
     if shutil.which("espeak-ng") is None:

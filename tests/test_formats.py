@@ -8,7 +8,7 @@ import json
 import pytest
 
 from medasr.formats import EXTENSIONS, FORMATS, render, srt, verbose_json, vtt
-from medasr.records import Segment, Transcript
+from medasr.records import Segment, Transcript, Word
 
 srt_lib = pytest.importorskip("srt")
 webvtt = pytest.importorskip("webvtt")
@@ -22,26 +22,52 @@ SEGMENTS = [
 T = Transcript("consult.wav", "x", "English", 3720.0, SEGMENTS)
 
 
+def _within(cue_start, cue_end, segments):
+    return any(s.start - 1e-3 <= cue_start and cue_end <= max(s.end, s.start + 1.0) + 1e-3 for s in segments)
+
+
 def test_srt_parses_with_the_srt_library():
+    # Readable cues (medasr.subtitles): without word times, each segment's sentences are timed by
+    # interpolation inside it, so a 28 s segment becomes several cues of at most 7 s and 2 lines.
     subs = list(srt_lib.parse(srt(SEGMENTS)))
-    assert [s.index for s in subs] == [1, 2, 3]  # numbered from 1, empty segment left out
-    assert subs[0].start.total_seconds() == 0.0 and subs[0].end.total_seconds() == 12.5
-    assert subs[1].start.total_seconds() == pytest.approx(14.04) and subs[1].end.total_seconds() == pytest.approx(41.999)
-    assert subs[2].start.total_seconds() == pytest.approx(3600.0)  # past an hour, rounded to the ms
-    assert subs[1].content == "Chest pain radiating to the left arm since this morning."  # one line
-    assert "-->" not in subs[2].content
-    assert "01:00:00,000 --> 01:01:01,250" in srt(SEGMENTS)
+    assert [s.index for s in subs] == list(range(1, len(subs) + 1)) and len(subs) > 3  # from 1; the empty segment gives none
+    assert " ".join(s.content.replace("\n", " ") for s in subs) == (
+        "The patient takes metoprolol. Chest pain radiating to the left arm since this morning. "
+        "Follow up -> cardiology & <echo> next month."
+    )
+    for s in subs:
+        lines = s.content.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines)
+        assert (s.end - s.start).total_seconds() <= 7.0 + 1e-3
+        assert _within(s.start.total_seconds(), s.end.total_seconds(), SEGMENTS)  # no cue crosses a segment
+    assert subs[0].start.total_seconds() == 0.0
+    assert [s.start.total_seconds() for s in subs] == sorted(s.start.total_seconds() for s in subs)
+    assert any(s.start.total_seconds() == pytest.approx(14.04) for s in subs)  # a segment's first cue starts with it
+    assert "01:00:00,000 --> " in srt(SEGMENTS)  # past an hour, rounded to the ms
+    assert "-->" not in " ".join(s.content for s in subs)
 
 
 def test_vtt_parses_with_webvtt():
     doc = vtt(SEGMENTS)
     assert doc.startswith("WEBVTT\n\n")
     cues = webvtt.from_string(doc).captions
-    assert len(cues) == 3
-    assert cues[1].start == "00:00:14.040" and cues[1].end == "00:00:41.999"
-    assert cues[2].start == "01:00:00.000" and cues[2].end == "01:01:01.250"  # past an hour
-    assert "&amp;" in cues[2].raw_text and "&lt;echo&gt;" in cues[2].raw_text and "-->" not in cues[2].raw_text
+    assert len(cues) == len(list(srt_lib.parse(srt(SEGMENTS))))
+    assert cues[0].start == "00:00:00.000"
+    late = [c for c in cues if c.start_in_seconds >= 3599]
+    assert late[0].start == "01:00:00.000" and late[-1].end_in_seconds <= 3661.25
+    raw = " ".join(c.raw_text for c in late)
+    assert "&amp;" in raw and "&lt;echo&gt;" in raw and "-->" not in raw
     assert webvtt.from_buffer(io.StringIO(vtt([]))).captions == []  # an empty transcript is still valid
+
+
+def test_subtitles_use_word_times_when_there_are_words():
+    words = [Word("Give", 0.5, 0.8), Word("metoprolol.", 0.8, 1.6), Word("Then", 3.0, 3.2), Word("stop.", 3.2, 3.5)]
+    t = Transcript("a.wav", "Give metoprolol. Then stop.", "English", 4.0, [Segment(0.0, 4.0, "Give metoprolol. Then stop.")], words=words)
+    subs = list(srt_lib.parse(render(t, "srt")))
+    assert [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in subs] == [
+        (0.5, 1.6, "Give metoprolol."),
+        (3.0, 4.0, "Then stop."),  # held at least 1 s
+    ]
 
 
 def test_verbose_json_has_openai_shape():

@@ -282,9 +282,10 @@ def test_cli_subtitles_and_verbose_json(tiny_model, shared_audio, speech_clips, 
     assert len(docs) == 2 and docs[0]["task"] == "transcribe" and docs[0]["language"] == "english"
     assert docs[0]["duration"] == pytest.approx(59.9, abs=0.05)
     segs = docs[0]["segments"]
-    assert [s["id"] for s in segs] == list(range(len(segs))) and len(segs) == len(subs)
+    # readable cues (medasr.subtitles): at least one per segment, each segment's first cue starts with it
+    assert [s["id"] for s in segs] == list(range(len(segs))) and len(segs) <= len(subs)
     assert docs[0]["text"] == " ".join(s["text"] for s in segs)
-    assert [round(s["start"], 3) for s in segs] == [round(x.start.total_seconds(), 3) for x in subs]
+    assert {round(s["start"], 3) for s in segs} <= {round(x.start.total_seconds(), 3) for x in subs}
     assert len(docs[1]["segments"]) == 1 and docs[1]["segments"][0]["start"] == 0.0
 
     out_dir = tmp_path / "subs"
@@ -292,7 +293,7 @@ def test_cli_subtitles_and_verbose_json(tiny_model, shared_audio, speech_clips, 
     assert run.returncode == 0, run.stderr
     cues = webvtt.read(str(out_dir / "multilingual.vtt")).captions
     assert len(cues) >= 3 and all(c.end_in_seconds - c.start_in_seconds <= 20.0 + 1e-3 for c in cues)
-    assert len(webvtt.read(str(out_dir / f"{speech_clips[0].stem}.vtt")).captions) == 1
+    assert len(webvtt.read(str(out_dir / f"{speech_clips[0].stem}.vtt")).captions) >= 1
 
     several = _cli(*model, "--format", "srt", long, speech_clips[0])
     assert several.returncode == 2 and "--output-dir" in several.stderr and "Traceback" not in several.stderr

@@ -212,6 +212,8 @@ def test_ray_option_mistakes_are_clear_errors(tiny_model, tmp_path, capsys):
     assert "not a cluster address" in capsys.readouterr().err  # an input taken as the address
     assert main(["transcribe", str(tmp_path / "a.wav"), *model, "--ray", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["transcribe", str(tmp_path / "a.wav"), *model, "--ray", "--timestamps", "word"]) == 2
+    assert "--timestamps word is not available with --ray" in capsys.readouterr().err
 
 
 def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(cluster, corpus, tmp_path, capsys):

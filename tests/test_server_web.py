@@ -29,8 +29,9 @@ def sync_api():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, sync_api):
-    args = ["--model", str(tiny_model["transformers"]), "--device", "cpu", "--max-new-tokens", "8", "--api-key", KEY]
+def server(sync_api):
+    # the demo model and aligner: real words to show (a random tiny model may answer with one)
+    args = ["--model", "demo", "--device", "cpu", "--max-new-tokens", "8", "--api-key", KEY, "--aligner", "demo"]
     with running_server(args) as base:
         yield base
 
@@ -108,6 +109,51 @@ def test_errors_are_shown(page, speech_clips):
     page.click("#transcribe")
     page.wait_for_selector("#status[data-state=error]", timeout=30_000)
     assert "401" in page.text_content("#status")
+
+
+def test_words_play_the_audio_from_there(page, speech_clips, server):
+    """Review aid: the transcript as words; clicking one plays the upload from its start; words the
+    server marks low_confidence are highlighted."""
+    import httpx2 as httpx
+
+    clip = speech_clips[3]
+    expected = httpx.post(
+        server + "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {KEY}"},
+        files={"file": (clip.name, clip.read_bytes())},
+        data={"response_format": "verbose_json", "timestamp_granularities[]": "word", "language": "en"}, timeout=60,
+    ).json()  # fmt: skip
+    assert len(expected["words"]) >= 2, expected
+    page.set_input_files("#file", str(clip))
+    page.check("#words")
+    assert page.is_disabled("#format")  # words come as verbose_json
+    try:
+        _transcribe_words(page)
+        shown = page.eval_on_selector_all("#transcript .word", """els => els.map(e => ({word: e.textContent,
+            start: +e.dataset.start, low: e.classList.contains('low'), probability: e.dataset.probability}))""")
+        assert [w["word"] for w in shown] == [w["word"] for w in expected["words"]]
+        assert [w["start"] for w in shown] == [w["start"] for w in expected["words"]]
+        assert [w["low"] for w in shown] == [w.get("low_confidence", False) for w in expected["words"]]
+        assert all(float(w["probability"]) == e["probability"] for w, e in zip(shown, expected["words"]) if "probability" in e)
+        styles = page.evaluate("""() => { const box = document.getElementById('transcript');
+            const make = (cls) => { const s = document.createElement('span'); s.className = cls; box.append(s);
+                                    const c = getComputedStyle(s).backgroundColor; s.remove(); return c; };
+            return [make('word'), make('word low')]; }""")
+        assert styles[0] != styles[1]  # low-confidence words stand out
+        k = max(range(len(shown)), key=lambda i: shown[i]["start"])  # the latest word: a real seek
+        page.click(f"#transcript .word >> nth={k}")
+        page.wait_for_function(f"Math.abs(document.getElementById('player').currentTime - {shown[k]['start']}) < 0.3",
+                               timeout=10_000)  # fmt: skip
+        assert page.eval_on_selector(f"#transcript .word >> nth={k}", "el => el.classList.contains('playing')")
+        assert page.eval_on_selector("#player", "p => !p.paused")  # and it plays from there
+    finally:
+        page.uncheck("#words")
+
+
+def _transcribe_words(page) -> None:
+    page.fill("#apikey", KEY)
+    page.click("#transcribe")
+    page.wait_for_selector("#status[data-state=done], #status[data-state=error]", timeout=60_000)
+    assert page.get_attribute("#status", "data-state") == "done", page.text_content("#status")
 
 
 def test_live_microphone_mode(server, playwright, speech_clips, tmp_path):

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "Transcript", "Segment", "AudioError", "ModelLoadError"]
+__all__ = ["__version__", "load_model", "Transcript", "Segment", "Word", "AudioError", "ModelLoadError"]
 
 
 def __getattr__(name):
@@ -11,7 +11,7 @@ def __getattr__(name):
         from medasr.transcribe import load_model
 
         return load_model
-    if name in ("Transcript", "Segment"):
+    if name in ("Transcript", "Segment", "Word"):
         from medasr import records
 
         return getattr(records, name)

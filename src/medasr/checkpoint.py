@@ -79,20 +79,23 @@ def hf_to_original_key(key: str) -> str:
 
 
 # ---------------------------------------------------------------------------- finding a model
-def resolve(model: str) -> Path:
-    """A local directory for `model`: "demo", a directory, or a hub id (downloaded or cached)."""
+def resolve(model: str, flag: str = "--model", demo_dir: Path = DEMO_DIR) -> Path:
+    """A local directory for `model`: "demo", a directory, or a hub id (downloaded or cached).
+
+    `flag` names the option in error messages; `demo_dir` is what "demo" means (the forced
+    aligner has its own)."""
     if model == "demo":
-        if not (DEMO_DIR / "config.json").exists():
+        if not (demo_dir / "config.json").exists():
             raise ModelLoadError(
-                f"the bundled demo model is missing from this installation ({DEMO_DIR}); "
-                "reinstall medasr or pass --model PATH"
+                f"the bundled demo model is missing from this installation ({demo_dir}); "
+                f"reinstall medasr or pass {flag} PATH"
             )
-        return DEMO_DIR
+        return demo_dir
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise ModelLoadError(f"--model {model!r} is a file; pass the checkpoint's directory")
+        raise ModelLoadError(f"{flag} {model!r} is a file; pass the checkpoint's directory")
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise ModelLoadError(f"model directory {model!r} does not exist (nor is it a hub id owner/name)")
     from huggingface_hub import snapshot_download
@@ -107,13 +110,20 @@ def resolve(model: str) -> Path:
         raise ModelLoadError(
             f"the weights of {model!r} are not on this machine and the hub could not be reached "
             f"({type(err).__name__}). Download them where there is network "
-            f"(`hf download {model}`) and pass the directory with --model PATH"
+            f"(`hf download {model}`) and pass the directory with {flag} PATH"
         ) from err
 
 
 def detect_format(path: Path) -> str:
     config = _read_json(path / "config.json")
     return ORIGINAL if "thinker_config" in config else TRANSFORMERS
+
+
+def is_aligner(path: Path) -> bool:
+    """A Qwen3-ForcedAligner checkpoint, in either format (`medasr.aligner_checkpoint` loads it)."""
+    config = _read_json(path / "config.json")
+    thinker_type = str((config.get("thinker_config") or {}).get("model_type", ""))
+    return "forced_aligner" in thinker_type or "Qwen3ASRForTokenClassification" in (config.get("architectures") or [])
 
 
 def check_files(path: Path) -> None:
@@ -293,6 +303,11 @@ def load(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") 
 
     path = resolve(model)
     check_files(path)
+    if is_aligner(path):
+        raise ModelLoadError(
+            f"{path} is a forced aligner (word timestamps), not a speech recognition model: "
+            "pass it as --aligner, and a Qwen3-ASR checkpoint as --model"
+        )
     fmt = detect_format(path)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
@@ -325,7 +340,7 @@ def _load_original(path: Path, dtype: torch.dtype):
     net.load_state_dict(state, strict=True, assign=True)
     net.tie_weights()
     # Non-persistent buffers (rotary frequencies, sinusoid positions) are rebuilt off the meta device.
-    _materialise_buffers(net, config)
+    _materialise_buffers(net, config, Qwen3ASRForConditionalGeneration)
     net.to(dtype)
     eos = config.eos_token_id
     net.generation_config = GenerationConfig(
@@ -337,9 +352,8 @@ def _load_original(path: Path, dtype: torch.dtype):
     return net
 
 
-def _materialise_buffers(net, config) -> None:
-    from transformers import Qwen3ASRForConditionalGeneration
-
+def _materialise_buffers(net, config, cls) -> None:
+    """Give buffers still on the meta device the values a fresh `cls(config)` computes."""
     fresh = None
     for name, buf in list(net.named_buffers()):
         if buf.device.type != "meta":
@@ -347,7 +361,7 @@ def _materialise_buffers(net, config) -> None:
         if fresh is None:
             with torch.device("cpu"):
                 small = copy.deepcopy(config)
-                fresh = dict(Qwen3ASRForConditionalGeneration._from_config(small).named_buffers())
+                fresh = dict(cls._from_config(small).named_buffers())
         module_name, _, attr = name.rpartition(".")
         module = net.get_submodule(module_name)
         persistent = attr not in getattr(module, "_non_persistent_buffers_set", set())
@@ -362,6 +376,10 @@ def convert(src: str, dst: str | Path, to: str = TRANSFORMERS) -> Path:
     """Write a copy of `src` in the other format (weights, config, tokenizer, feature extractor, chat template)."""
     path = resolve(src)
     check_files(path)
+    if is_aligner(path):
+        from medasr.aligner_checkpoint import convert_aligner
+
+        return convert_aligner(str(path), dst, to=to)
     dst = Path(dst)
     if dst.exists() and any(dst.iterdir()):
         raise ModelLoadError(f"destination {dst} exists and is not empty")

@@ -8,3 +8,6 @@ MIN_AUDIO_S = 0.1  # shorter input is refused as too short (OpenAI's own minimum
 MIN_PIECE_S = 0.1  # a piece of a long recording shorter than this (a rounding tail) holds no words: not sent
 VAD_METHODS = ("silero", "energy", "none")  # speech detection: model, loudness, or off
 DEFAULT_VAD = "silero"
+DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"  # word timestamps (forced alignment), loaded only when asked for
+TIMESTAMPS = ("segment", "word")  # granularities: segments always; "word" runs the forced aligner too
+LOW_CONFIDENCE = 0.5  # a word whose probability is below this is marked for review (`low_confidence`)

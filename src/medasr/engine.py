@@ -122,6 +122,20 @@ def clip_features(feature_extractor, samples: np.ndarray, device: torch.device |
     return out["input_features"][0], int(out["attention_mask"][0].sum())
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's characters -> the bytes they stand for (the GPT-2 scheme Qwen's tokenizers
+    use): printable Latin-1 bytes stand for themselves, every other byte for chr(256 + k), k
+    counting those bytes in order."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    char = {b: chr(b) for b in printable}
+    for k, b in enumerate(b for b in range(256) if b not in char):
+        char[b] = chr(256 + k)
+    return {c: b for b, c in char.items()}
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
 class Engine:
     """The model, its processor and the token bookkeeping around them; decoding runs in
     `medasr.decoder.Decoder` (continuous batching), driven by `run` here or by a scheduler."""
@@ -245,15 +259,25 @@ class Engine:
         last = len(tokens) - 1 if ended else len(tokens)
         ids = tokens[first:last] if (request.language or first) else []
         scores = [
-            TokenLogprob(piece, round(lp, 6), list(piece.encode("utf-8")))
-            for piece, lp in zip(self._pieces(ids), logprobs[first:last])
+            TokenLogprob(piece, round(lp, 6), raw_bytes)
+            for (piece, raw_bytes), lp in zip(self._pieces(ids), logprobs[first:last])
         ] if logprobs else []  # fmt: skip
         return Result(text, language, raw, len(tokens), capped, tokens, logprobs, no_speech_prob, prompt_tokens, scores, ids)
 
-    def _pieces(self, ids: list[int]) -> list[str]:
-        """Each token's own text (byte-level pieces decoded one by one; a piece that is part of a
-        multi-byte character decodes to U+FFFD, as in OpenAI's logprobs)."""
-        return [self.tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+    def _pieces(self, ids: list[int]) -> list[tuple[str, list[int]]]:
+        """Each token's own text and its exact UTF-8 bytes (OpenAI's logprobs shape). A token that
+        is part of a multi-byte character decodes to U+FFFD; its bytes are still its own, so the
+        bytes of consecutive tokens join into the text (word probabilities rely on this)."""
+        out = []
+        for i, name in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
+            piece = self.tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            raw = piece.encode("utf-8")
+            if isinstance(name, str) and name and all(c in _BYTE_OF for c in name):
+                exact = bytes(_BYTE_OF[c] for c in name)
+                if "\ufffd" in piece or exact.decode("utf-8", "replace") == piece:  # a byte-level token
+                    raw = exact
+            out.append((piece, list(raw)))
+        return out
 
     # ------------------------------------------------------------------ batching
     def plan(self, durations: Sequence[float], batch_size: int | None = None) -> list[list[int]]:

@@ -21,3 +21,7 @@ class ModelLoadError(UserError):
 
 class DataError(UserError):
     """A dataset, manifest or text file that is missing or malformed."""
+
+
+class AlignmentError(UserError):
+    """A transcript that cannot be aligned to its audio (too long for it, no speech, unsupported language)."""

@@ -198,3 +198,62 @@ def make_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen3ASRProcessor:
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+# ---------------------------------------------------------------------------- forced aligners
+ALIGNER_CLASSES = 5000  # time bins of Qwen3-ForcedAligner-0.6B's head (`classify_num`)
+SEGMENT_MS = 80  # milliseconds per bin (`timestamp_segment_time`)
+
+# The official aligner input (qwen-asr `Qwen3ForceAlignProcessor.encode_timestamp`) as a chat
+# template for `Qwen3ASRProcessor.prepare_forced_aligner_inputs`: the audio placeholder, then each
+# word followed by two <timestamp> slots (its start and end). No chat turns: wrapping this in the
+# ASR template makes the predicted times late.
+ALIGNER_CHAT_TEMPLATE = (
+    "{%- for m in messages -%}{%- for c in m.content -%}"
+    "{%- if c.type == 'audio' or ('audio' in c) or ('audio_url' in c) -%}"
+    "{{- '<|audio_start|><|audio_pad|><|audio_end|>' -}}"
+    "{%- elif c.type == 'text' -%}{{- c.text + '<timestamp><timestamp>' -}}"
+    "{%- endif -%}{%- endfor -%}{%- endfor -%}"
+)
+
+
+def make_aligner_config(
+    tokenizer: PreTrainedTokenizerFast | None,
+    size: str | Size = "tiny",
+    classes: int = ALIGNER_CLASSES,
+    segment_ms: float = SEGMENT_MS,
+) -> Qwen3ASRConfig:
+    """A transformers-native forced-aligner config: the ASR config with a `classes`-way head."""
+    d = make_config(tokenizer, size).to_dict()
+    for key in ("id2label", "label2id", "transformers_version", "architectures"):
+        d.pop(key, None)
+    d["text_config"]["tie_word_embeddings"] = False  # the head classifies time bins, not tokens
+    return Qwen3ASRConfig(
+        **{**d, "tie_word_embeddings": False},
+        num_labels=classes,
+        timestamp_segment_time=segment_ms,
+        architectures=["Qwen3ASRForTokenClassification"],
+    )
+
+
+def build_aligner(config: Qwen3ASRConfig, seed: int = 0, init_std: float | None = None):
+    """A randomly initialised `Qwen3ASRForTokenClassification` (a larger init_std: decisive logits)."""
+    from transformers import Qwen3ASRForTokenClassification
+
+    torch.manual_seed(seed)
+    model = Qwen3ASRForTokenClassification(config)
+    if init_std is not None:
+        with torch.no_grad():
+            for _name, p in model.named_parameters():
+                if p.dim() >= 2:
+                    p.normal_(0.0, init_std)
+    return model.eval()
+
+
+def make_aligner_processor(tokenizer: PreTrainedTokenizerFast, segment_ms: float = SEGMENT_MS) -> Qwen3ASRProcessor:
+    return Qwen3ASRProcessor(
+        feature_extractor=Qwen3ASRFeatureExtractor(),
+        tokenizer=tokenizer,
+        chat_template=ALIGNER_CHAT_TEMPLATE,
+        timestamp_segment_time=segment_ms,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from medasr.defaults import LOW_CONFIDENCE
+
 
 @dataclass
 class TokenLogprob:
@@ -35,6 +37,27 @@ class Segment:
 
 
 @dataclass
+class Word:
+    """One word on the recording's timeline (seconds), as written in the transcript (punctuation
+    kept). probability: the mean probability of the ASR tokens that spell it
+    (`medasr.pipeline.words`); None when not computed or when no token maps onto it."""
+
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+    def to_dict(self, low_confidence: float = LOW_CONFIDENCE) -> dict:
+        """{word, start, end} plus `probability` and `low_confidence` (probability below the
+        threshold) when it has a probability; neither when it has none."""
+        d = {"word": self.word, "start": self.start, "end": self.end}
+        if self.probability is not None:
+            d["probability"] = self.probability
+            d["low_confidence"] = self.probability < low_confidence
+        return d
+
+
+@dataclass
 class Transcript:
     """What transcribing one input gives."""
 
@@ -45,15 +68,25 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     error: str | None = None  # set instead of raising when a batch keeps going past bad inputs
     hit_token_cap: bool = False  # decoding stopped at max_new_tokens: the text may be cut or looping
+    words: list[Word] | None = None  # word times when asked for (timestamps="word"); [] when alignment failed
     logprobs: list[TokenLogprob] = field(default_factory=list)  # every transcript token, in order
     error_code: str | None = None  # machine-readable kind of `error` (e.g. "audio_too_short")
     confidence: float | None = None  # exp(mean log-probability of every generated token); None: nothing generated
+    warnings: list[str] = field(default_factory=list)  # e.g. why the words are missing (the text is still good)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, low_confidence: float = LOW_CONFIDENCE) -> dict:
+        """The JSON record; `words` only when they were asked for, each marked `low_confidence`
+        when its probability is below `low_confidence`; `warnings` only when there are some."""
         d = asdict(self)
         for key in ("error", "error_code", "confidence"):
             if d[key] is None:
                 d.pop(key)
+        if self.words is None:
+            d.pop("words")
+        else:
+            d["words"] = [w.to_dict(low_confidence) for w in self.words]
+        if not self.warnings:
+            d.pop("warnings")
         d.pop("logprobs")  # large; written only where asked for (OpenAI's include[]=logprobs)
         for s in d["segments"]:
             s.pop("tokens")

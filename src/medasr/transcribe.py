@@ -4,13 +4,15 @@
     asr = medasr.load_model("demo")            # hub id, local directory or "demo"
     for t in asr.transcribe(["a.wav", "b.mp3"], context="metoprolol, atorvastatin"):
         print(t.source, t.text)
+    t = asr.transcribe("a.wav", timestamps="word", aligner="demo")[0]   # + t.words (start, end, probability)
 
 It runs the one pipeline (`medasr.pipeline`): each input is planned by the segmenter (speech
 detection on every input: a clip without speech gives an empty transcript and no model call; a
 short clip with speech is sent whole; a longer one is cut into pieces of speech of at most
 `max_piece_s`), the pieces of all inputs share the scheduler's batches, and the assembler
 builds each input's Transcript (segments on the original timeline, scores) as soon as its
-pieces are done.
+pieces are done; with timestamps="word" the word stage (`medasr.pipeline.words`) then times
+and scores its words.
 
 Memory for long files: a local file longer than the limit is never decoded whole: it is planned
 in a streamed pass and its pieces are read back in a second one, handed to the scheduler in
@@ -26,12 +28,13 @@ from dataclasses import dataclass, field
 
 from medasr.audio import describe
 from medasr.checkpoint import Loaded, load
-from medasr.defaults import DEFAULT_MODEL, DEFAULT_VAD, MAX_PIECE_S, MIN_PIECE_S, SAMPLE_RATE, VAD_METHODS
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, DEFAULT_VAD, MAX_PIECE_S, MIN_PIECE_S, SAMPLE_RATE, TIMESTAMPS, VAD_METHODS
 from medasr.engine import Engine, Request, Result
 from medasr.errors import AudioError
 from medasr.pipeline.assembler import assemble, failed
 from medasr.pipeline.scheduler import BULK, Scheduler
 from medasr.pipeline.segmenter import Plan, piece_samples, plan_input, vad_options
+from medasr.pipeline.words import WordTimer, plan_clips
 from medasr.prompt import normalize_language
 from medasr.records import Transcript
 
@@ -55,6 +58,16 @@ class ASR:
     def __init__(self, loaded: Loaded, batch_size: int = 16):
         self.loaded = loaded
         self.engine = Engine(loaded, batch_size=batch_size)
+        self._timers: dict[str, WordTimer] = {}  # forced aligners, loaded when words are first asked for
+
+    def word_timer(self, aligner=None) -> WordTimer:
+        """The word stage for `aligner` (hub id, directory, "demo" or a LoadedAligner; None: the
+        default), loaded once per model object and kept for later calls."""
+        aligner = DEFAULT_ALIGNER if aligner is None else aligner
+        key = aligner if isinstance(aligner, str) else f"object:{id(aligner)}"
+        if key not in self._timers:
+            self._timers[key] = WordTimer(aligner, device=str(self.loaded.device), dtype=_dtype_name(self.loaded.dtype))
+        return self._timers[key]
 
     @property
     def name(self) -> str:
@@ -74,6 +87,8 @@ class ASR:
         feed_s: float | None = None,
         temperature: float = 0.0,
         seed: int | None = None,
+        timestamps: str = "segment",
+        aligner=None,
     ) -> list[Transcript]:
         """Transcribe one source or a list of them (paths, URLs, bytes, base64, (array, rate)).
 
@@ -86,11 +101,21 @@ class ASR:
         or "none" (off: everything is sent, long inputs cut at quiet points).
         temperature: 0 (default) decodes greedily; above 0 samples (seeded by `seed`).
         feed_s: audio seconds of long-input pieces handed over at a time (bounds memory).
+        timestamps: "segment" (default) or "word": each transcript also gets `words` (start, end,
+        probability) from a forced aligner (`aligner`: hub id, directory or "demo"; default
+        `medasr.defaults.DEFAULT_ALIGNER`), loaded on first use and kept by this object. A
+        transcript whose words cannot be had keeps its text, with `words == []` and a warning in
+        `warnings`; an aligner that cannot be loaded raises ModelLoadError before any work.
         """
         if errors not in ("raise", "keep"):
             raise ValueError("errors must be 'raise' or 'keep'")
         if not 0.0 <= temperature <= 2.0:
             raise ValueError(f"temperature must be between 0 and 2, not {temperature}")
+        if timestamps not in TIMESTAMPS:
+            raise ValueError(f"timestamps must be one of {', '.join(map(repr, TIMESTAMPS))}, not {timestamps!r}")
+        timer = self.word_timer(aligner) if timestamps == "word" else None
+        if timer is not None:
+            timer.load()  # a bad aligner is an error now, not after the transcription
         options = vad_options(vad, max_piece_s)
         sources = list(audio) if isinstance(audio, (list, tuple)) and not _is_array_pair(audio) else [audio]
         forced = normalize_language(language)
@@ -113,7 +138,11 @@ class ASR:
 
         def finished(job: _Job) -> None:
             plan = job.plan
-            report(job, assemble(plan, [job.results.get(k) for k in range(len(plan.pieces))], forced, temperature))
+            t = assemble(plan, [job.results.get(k) for k in range(len(plan.pieces))], forced, temperature)
+            if timer is not None:
+                timer.add_words(t, plan_clips(plan, t.segments, block_s=options.block_s))
+                plan.samples = None
+            report(job, t)
 
         engine_errors: list[Exception] = []
 
@@ -155,8 +184,8 @@ class ASR:
                         group, seconds = [], 0.0
             except AudioError as err:  # the file changed or broke between the two passes
                 fail(job, err)
-            if not job.plan.whole:
-                job.plan.samples = None  # its pieces are handed over: free the signal
+            if not job.plan.whole and (timer is None or job.plan.path is not None):
+                job.plan.samples = None  # its pieces are handed over: free the signal (a file is read again for words)
         self._submit(scheduler, group, on_piece)
         scheduler.run_all()
         if engine_errors:
@@ -173,6 +202,10 @@ def _is_array_pair(x) -> bool:
     import numpy as np
 
     return isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray) and not isinstance(x[1], np.ndarray)
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> ASR:

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from medasr.defaults import DEFAULT_MODEL
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, LOW_CONFIDENCE, TIMESTAMPS
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,6 +97,32 @@ def ray_options(args: argparse.Namespace):
 
     require_ray()  # before any work: without Ray, say how to install it
     return RayOptions(args.ray, args.workers, args.gpus_per_worker, args.cpus_per_worker)
+
+
+def add_word_arguments(p: argparse.ArgumentParser, live: bool = False) -> None:
+    g = p.add_argument_group("word timestamps")
+    g.add_argument(
+        "--timestamps",
+        default="segment",
+        choices=TIMESTAMPS,
+        help="segment: times of pieces of speech (up to 30 s); word: also each word's start, end and "
+        "probability, from a forced aligner run on each " + ("final" if live else "piece") + " (default: segment)",
+    )
+    g.add_argument(
+        "--aligner",
+        default=None,
+        metavar="MODEL",
+        help="forced aligner for --timestamps word: hub id, local directory (qwen-asr or transformers format) "
+        f"or 'demo'; loaded only when words are asked for (default: {DEFAULT_ALIGNER})",
+    )
+    g.add_argument(
+        "--low-confidence",
+        type=float,
+        default=LOW_CONFIDENCE,
+        metavar="P",
+        help="words whose probability is below P are marked `low_confidence: true` in JSON output, for "
+        f"review (default: {LOW_CONFIDENCE})",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- CPU threads

@@ -57,6 +57,22 @@ class Display:
                 self._redraw()
                 self.out.flush()
 
+    def words(self, offset: float, words, warnings: list[str], low_confidence: float) -> None:
+        """A final's words (text format): `start word` on the stream's timeline, `?` after a word
+        whose probability is below `low_confidence`; or why there are none."""
+        if self.fmt != "text":
+            return
+        with self._lock:
+            self._erase()
+            if words:
+                marked = [f"{offset + w.start:.2f} {w.word}{'?' if w.probability is not None and w.probability < low_confidence else ''}"
+                          for w in words]  # fmt: skip
+                self.out.write("    " + "  ".join(marked) + "\n")
+            for warning in warnings:
+                print(f"medasr stream: warning: {warning}", file=sys.stderr)
+            self._redraw()
+            self.out.flush()
+
     def failed(self, item_id: str, message: str) -> None:
         with self._lock:
             self._partials.pop(item_id, None)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from medasr.cli._common import add_model_arguments, set_threads
-from medasr.defaults import DEFAULT_VAD, VAD_METHODS
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, VAD_METHODS
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible transcription API and a web page"
@@ -28,10 +28,18 @@ requests in flight the server answers 429 with Retry-After. Requests naming a mo
 A client that has not sent its request headers, or then its body, within --read-timeout-s
 gets 408 and its connection is closed.
 
+Word timestamps: timestamp_granularities[]=word (with response_format=verbose_json, as OpenAI;
+400 otherwise) adds `words` ({word, start, end, probability, low_confidence}) from a forced
+aligner; ["word"] alone gives words without segments, both give both. The web page shows them
+as clickable words (low-confidence ones highlighted) that play the audio from there.
+
 examples:
   medasr serve --model demo
   medasr serve --model ./my-finetune --host 0.0.0.0 --api-key "$MEDASR_KEY"
   curl localhost:8000/v1/audio/transcriptions -F file=@consult.wav -F response_format=srt
+  medasr serve --model demo --aligner demo
+  curl localhost:8000/v1/audio/transcriptions -F file=@consult.wav -F response_format=verbose_json \
+       -F 'timestamp_granularities[]=word'
 """
 
 
@@ -71,6 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
+    g = p.add_argument_group("word timestamps")
+    g.add_argument("--aligner", default=None, metavar="MODEL",
+                   help="forced aligner for timestamp_granularities[]=word: hub id, directory or 'demo'. Given, it is "
+                   "loaded at start-up with the model (a bad one stops the server); not given, "
+                   f"{DEFAULT_ALIGNER} is loaded on the first request that asks for words (if it cannot be, such "
+                   "requests get 503 aligner_not_available)")  # fmt: skip
+    g.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE, metavar="P",
+                   help=f"words whose probability is below P are marked low_confidence (default: {LOW_CONFIDENCE})")
     g = p.add_argument_group("live sessions (/v1/realtime)")
     g.add_argument("--realtime-max-sessions", type=int, default=16,
                    help="live sessions at once; beyond that a new one is refused with an error (default: 16)")
@@ -104,11 +120,16 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
         url_timeout_s=args.url_timeout_s, realtime_max_sessions=args.realtime_max_sessions,
         realtime_max_session_s=args.realtime_max_session_s, realtime_idle_timeout_s=args.realtime_idle_timeout_s,
+        aligner=args.aligner, low_confidence=args.low_confidence,
     )  # fmt: skip
     try:
         config.check()
     except ValueError as err:
         raise UserError(str(err)) from None
+    if args.aligner:  # a path that is not an aligner: said now, not after the model has loaded
+        from medasr.aligner_checkpoint import require_aligner, resolve_aligner
+
+        require_aligner(resolve_aligner(args.aligner))
     if not args.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"medasr serve: warning: listening on {args.host} without --api-key: anyone who can reach it can use it",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from medasr.cli._common import add_model_arguments
+from medasr.cli._common import add_model_arguments, add_word_arguments
 from medasr.defaults import DEFAULT_MODEL, DEFAULT_VAD, SAMPLE_RATE, VAD_METHODS
 
 NAME = "stream"
@@ -39,9 +39,16 @@ On a terminal, partial text is shown greyed in place and each final is printed a
 instead, one JSON object per line, as they happen (locally the pipeline's events; with --url
 the server's OpenAI events).
 
+--timestamps word (local only: OpenAI's Realtime protocol has no word field) runs a forced
+aligner (--aligner) on each final: jsonl `completed` events carry `transcript.words` ({word,
+start, end, probability, low_confidence}; times from the utterance's start, as its segments),
+and the text output adds a line of the words with their times on the stream's timeline, words
+below --low-confidence marked with `?`.
+
 examples:
   medasr stream --model demo consult.wav
   medasr stream --model demo --speed 0 --format jsonl consult.wav > events.jsonl
+  medasr stream --model demo --speed 0 --timestamps word --aligner demo --format jsonl consult.wav
   ffmpeg -loglevel quiet -f pulse -i default -ac 1 -ar 16000 -f s16le - | medasr stream --model demo -
   medasr serve --model demo &   # then, from anywhere:
   medasr stream --url http://localhost:8000/v1 consult.wav
@@ -68,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, default=None, help="token cap per decode, local only (default: grows with the audio)")
     g.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_METHODS,
                    help="speech detection inside each utterance's final, as `medasr transcribe --vad`, local only (default: silero)")
+    add_word_arguments(p, live=True)
     g = p.add_argument_group("endpointing")
     g.add_argument("--no-turn-detection", action="store_true",
                    help="no speech detection: the whole input is one utterance, committed at the end (cut every 30 s)")
@@ -88,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--speed must not be negative; --chunk-ms and --rate must be positive")
     if args.input != "-" and not os.path.isfile(args.input):
         raise UserError(f"{args.input}: no such file (pass - to read PCM from stdin)")
+    if args.aligner and args.timestamps != "word":
+        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
+    if args.timestamps == "word" and args.url:
+        raise UserError("--timestamps word works locally only: OpenAI's Realtime protocol has no word times")
+    if not 0.0 <= args.low_confidence <= 1.0:
+        raise UserError("--low-confidence must be between 0 and 1")
     display = Display(args.format)
     try:
         if args.url:
@@ -158,25 +172,34 @@ def _local(args: argparse.Namespace, display) -> None:
         options = LiveOptions(
             turn_detection=not args.no_turn_detection, threshold=args.threshold, prefix_padding_ms=args.prefix_ms,
             silence_duration_ms=args.silence_ms, update_s=args.update_s, language=normalize_language(args.language),
-            context=args.context, vad=args.vad, max_new_tokens=args.max_new_tokens,
+            context=args.context, vad=args.vad, max_new_tokens=args.max_new_tokens, words=args.timestamps == "word",
         )  # fmt: skip
         options.check()
     except ValueError as err:
         raise UserError(str(err)) from None
+    timer = None
+    if options.words:
+        from medasr.defaults import DEFAULT_ALIGNER
+        from medasr.pipeline.words import WordTimer
+
+        timer = WordTimer(args.aligner or DEFAULT_ALIGNER, device=args.device, dtype=args.dtype)
+        timer.load()  # a bad --aligner is an error before the stream starts
 
     def on_event(e) -> None:
-        display.event(to_json(e))
+        display.event(to_json(e, args.low_confidence))
         if isinstance(e, Delta):
             display.partial(e.item_id, e.text)
         elif isinstance(e, Completed):
             display.final(e.item_id, e.start, e.end, e.transcript.text)
+            if e.transcript.words is not None:
+                display.words(e.start, e.transcript.words, e.transcript.warnings, args.low_confidence)
         elif isinstance(e, Failed):
             display.failed(e.item_id, e.message)
 
     scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype)))
     scheduler.start()
     try:
-        session = LiveSession(scheduler, options, on_event)
+        session = LiveSession(scheduler, options, on_event, words=timer)
         pcm = PcmDecoder(args.rate) if args.input == "-" else None
         pace = _Pace(args.speed if args.input != "-" else 0.0)
         for chunk, seconds in _blocks(args):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, ray_options, set_threads
+from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, add_word_arguments, ray_options, set_threads
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -32,6 +32,13 @@ Output to stdout: txt is one line per input; json one list; jsonl and verbose_js
 object per line per input; srt and vtt take one input (with several, pass --output-dir to
 write one subtitle file per input).
 
+Word timestamps: --timestamps word runs a forced aligner (--aligner, loaded only then) on each
+piece's audio and text: json, jsonl and verbose_json gain `words` ({word, start, end,
+probability, low_confidence}); srt and vtt cues are timed by the words. A word's probability is
+the mean probability of the model's tokens that spell it; below --low-confidence it is marked
+`low_confidence: true` for review. An input whose words cannot be had keeps its text, with an
+empty word list and a warning.
+
 examples:
   medasr transcribe --model demo consult.wav
   medasr transcribe --model demo --format srt ward-round.mp3 > ward-round.srt
@@ -39,6 +46,7 @@ examples:
   medasr transcribe --model ./my-finetune --format jsonl recordings/ > out.jsonl
   medasr transcribe --context "metoprolol, atorvastatin" --format json a.wav b.mp3
   medasr transcribe --model demo --ray --workers 2 --format jsonl --output-dir out/ archive/
+  medasr transcribe --model demo --timestamps word --aligner demo --format json consult.wav
 """
 STDOUT_SINGLE = ("srt", "vtt")  # documents that cannot be concatenated
 JSONL_NAME = "transcripts.jsonl"  # --format jsonl with --output-dir
@@ -50,14 +58,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="+", help="audio files, directories or http(s) URLs")
     add_model_arguments(p)
     add_decoding_arguments(p)
+    add_word_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument(
         "--format",
         default="txt",
         choices=["txt", "json", "jsonl", "srt", "vtt", "verbose_json"],
         help="txt: text per line; json: one list of objects; jsonl: one object per line, "
-        "written as produced; srt/vtt: subtitles, one cue per segment (one input on stdout); "
-        "verbose_json: OpenAI's shape with segments, one object per line (default: txt)",
+        "written as produced; srt/vtt: readable subtitles, timed by the words with --timestamps word "
+        "(one input on stdout); verbose_json: OpenAI's shape with segments (and words), one object per "
+        "line (default: txt)",
     )
     g.add_argument(
         "--output-dir",
@@ -109,6 +119,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.max_piece_s >= 1.0:
         raise UserError("--max-piece-s must be at least 1 second")
     ray = ray_options(args)
+    if ray and args.timestamps == "word":
+        raise UserError("--timestamps word is not available with --ray yet: run it without --ray")
+    if not 0.0 <= args.low_confidence <= 1.0:
+        raise UserError("--low-confidence must be between 0 and 1")
+    if args.aligner and args.timestamps != "word":
+        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
+    if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
+        from medasr.aligner_checkpoint import DEFAULT_ALIGNER, require_aligner, resolve_aligner
+
+        require_aligner(resolve_aligner(args.aligner or DEFAULT_ALIGNER))
     inputs = expand_inputs(args.audio)
     if not inputs:
         raise UserError("no audio files found in the given inputs")
@@ -142,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
     asr = None if ray else load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     errors = _ErrorLog(out_dir / ERRORS_NAME) if out_dir else None
+    if asr is not None and args.timestamps == "word":
+        asr.word_timer(args.aligner).load()  # a bad --aligner is an error before any work
     failures = 0
     collected = {}
     bar = tqdm(total=len(todo), unit="file", desc="transcribing", disable=None if len(todo) > 1 else True, file=sys.stderr)
@@ -152,16 +174,18 @@ def run(args: argparse.Namespace) -> int:
         if t.error:
             failures += 1
             tqdm.write(f"medasr transcribe: error: {t.error}", file=sys.stderr)
+        for warning in t.warnings:
+            tqdm.write(f"medasr transcribe: warning: {t.source}: {warning}", file=sys.stderr)
         source = chunk[index]
         try:
             if errors and t.error:
                 errors.append(source, t)
             if results and not t.error:
-                results.append({**to_record(t), "input": input_key(source)})
+                results.append({**to_record(t, args.low_confidence), "input": input_key(source)})
             elif out_dir and not t.error:
-                write_atomic(out_paths[source], render(t, args.format))  # whole or absent, even if killed
+                write_atomic(out_paths[source], render(t, args.format, args.low_confidence))  # whole or absent, even if killed
             elif not out_dir and args.format == "jsonl":
-                sys.stdout.write(render(t, "jsonl"))
+                sys.stdout.write(render(t, "jsonl", args.low_confidence))
                 sys.stdout.flush()
         except OSError as err:
             if err.errno == errno.EPIPE:
@@ -187,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
                 on_result=lambda i, t, chunk=chunk: emit(i, t, chunk),
                 vad=args.vad,
                 max_piece_s=args.max_piece_s,
+                timestamps=args.timestamps,
+                aligner=args.aligner,
             )
     finally:
         bar.close()
@@ -198,11 +224,11 @@ def run(args: argparse.Namespace) -> int:
     if not out_dir:
         ordered = [collected[s] for s in todo]
         if args.format == "json":
-            print(json.dumps([to_record(t) for t in ordered], ensure_ascii=False, indent=2))
+            print(json.dumps([to_record(t, args.low_confidence) for t in ordered], ensure_ascii=False, indent=2))
         elif args.format != "jsonl":
             for t in ordered:
                 if not t.error:
-                    sys.stdout.write(render(t, args.format))
+                    sys.stdout.write(render(t, args.format, args.low_confidence))
                 elif args.format == "txt":
                     sys.stdout.write("\n")  # keep one line per input
     if failures:

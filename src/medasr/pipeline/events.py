@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from medasr.defaults import LOW_CONFIDENCE
 from medasr.records import Transcript
 
 
@@ -73,13 +74,14 @@ EVENT_TYPES = {
 }  # fmt: skip
 
 
-def to_json(event: Event) -> dict:
-    """A plain JSON object for `medasr stream --format jsonl` (the server speaks OpenAI's shapes)."""
+def to_json(event: Event, low_confidence: float = LOW_CONFIDENCE) -> dict:
+    """A plain JSON object for `medasr stream --format jsonl` (the server speaks OpenAI's shapes);
+    a final's words (when asked for) are marked `low_confidence` below that probability."""
     out = {"type": EVENT_TYPES[type(event)]}
     for key, value in asdict(event).items():
         out[key] = value
     if isinstance(event, Completed):
-        out["transcript"] = event.transcript.to_dict()
+        out["transcript"] = event.transcript.to_dict(low_confidence)
     return out
 
 

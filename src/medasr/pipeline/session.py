@@ -17,6 +17,10 @@ audio. An utterance that reaches `max_piece_s` is cut at its quietest point (as 
 are) and continues as a new item, so one update never costs more than one piece, however long
 the stream: the cost per audio second stays flat.
 
+Words: with `LiveOptions.words` and a `WordTimer`, each final goes through the word stage
+(`medasr.pipeline.words`) on the timer's own thread before it is sent, so its transcript carries
+`words` (times from the utterance's start, as its segments) as offline transcription gives them.
+
 Memory: only the open utterance (at most one piece) and the padding before it are kept.
 Thread-safety: feed it from one thread; results arrive from the scheduler's thread; `emit` is
 called from either, in order, under the session's lock.
@@ -37,6 +41,7 @@ from medasr.pipeline.assembler import assemble
 from medasr.pipeline.events import Cleared, Committed, Completed, Counter, Delta, Event, Failed, SpeechStarted, SpeechStopped
 from medasr.pipeline.scheduler import LIVE, Scheduler, Ticket
 from medasr.pipeline.segmenter import plan_samples, vad_options
+from medasr.pipeline.words import WordTimer, plan_clips
 from medasr.records import Transcript
 from medasr.vad import SpeechProbabilities, VadOptions, quietest_point
 
@@ -56,6 +61,7 @@ class LiveOptions:
     context: str | None = None
     vad: str = "silero"  # the offline path's speech detection for finals ("none": off)
     max_new_tokens: int | None = None  # per decode, as offline (None: grows with the audio)
+    words: bool = False  # finals carry word times and probabilities (needs the session's WordTimer)
 
     def check(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -82,9 +88,13 @@ class _Item:
 
 
 class LiveSession:
-    def __init__(self, scheduler: Scheduler, options: LiveOptions, emit: Callable[[Event], None]):
+    def __init__(self, scheduler: Scheduler, options: LiveOptions, emit: Callable[[Event], None],
+                 words: WordTimer | None = None):  # fmt: skip
         options.check()
+        if options.words and words is None:
+            raise ValueError("LiveOptions(words=True) needs a WordTimer (words=...) to time the finals' words")
         self.scheduler = scheduler
+        self.words = words  # the word stage for finals, when options.words
         self.options = options
         self._emit = emit
         self._lock = threading.RLock()
@@ -126,6 +136,8 @@ class LiveSession:
         apply to the next decode; a change of turn detection or threshold restarts speech
         detection on the audio that follows. The open utterance, if any, stays open."""
         options.check()
+        if options.words and self.words is None:
+            raise ValueError("LiveOptions(words=True) needs the session to have a WordTimer")
         with self._lock:
             old, self.options = self.options, options
             if (old.turn_detection, old.threshold) != (options.turn_detection, options.threshold):
@@ -317,10 +329,26 @@ class LiveSession:
                 if len(results) == len(requests):
                     self._finals.pop(item.id, None)
                     t = assemble(plan, [results[i] for i in range(len(requests))], o.language)
+                    if o.words and self.words is not None:  # aligned on the timer's thread, not this one
+                        future = self.words.submit(t, plan_clips(plan, t.segments))
+                        future.add_done_callback(lambda f: self._worded(item.id, t, f, start_s, end_s))
+                        return
                     self._done[item.id] = Completed(item.id, t, start_s, end_s)
                     self._flush()
 
         self._finals[item.id] = [self.scheduler.submit(requests, LIVE, on_result)]
+
+    def _worded(self, item_id: str, t: Transcript, future, start_s: float, end_s: float) -> None:
+        """A final's words are ready (or could not be had: its text goes out with a warning)."""
+        err = future.exception()
+        if err is not None:
+            t.words = []
+            t.warnings.append(f"no word timestamps: {err}")
+        with self._lock:
+            if self._closed or item_id not in self._order:
+                return
+            self._done[item_id] = Completed(item_id, t, start_s, end_s)
+            self._flush()
 
     def _flush(self) -> None:
         """Send finished finals in item order."""

@@ -23,9 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from medasr.engine import Request as EngineRequest
 from medasr.engine import Result
+from medasr.errors import ModelLoadError
 from medasr.formats import srt, verbose_json, vtt
 from medasr.pipeline.assembler import assemble
 from medasr.pipeline.segmenter import AudioTooShort, Plan, piece_samples, plan_samples, vad_options
+from medasr.pipeline.words import plan_clips
 from medasr.prompt import answer_prefix
 from medasr.server import inputs, protocol
 from medasr.server.batcher import Batcher, Job, NotReady, QueueFull
@@ -193,8 +195,9 @@ async def transcriptions(request: Request) -> Response:
                 raise ApiError(400, "the form has no `file` upload", param="file", code="missing_file")
             req = _validate(protocol.TranscriptionRequest, _form_fields(form))
             _check_model(config, req.model)
-            if "word" in req.timestamp_granularities:
-                raise ApiError(400, "word timestamps are not supported by this server; use segment",
+            words = "word" in req.timestamp_granularities
+            if words and (req.response_format != "verbose_json" or req.stream):
+                raise ApiError(400, "timestamp_granularities[]=word needs response_format=verbose_json (and no stream)",
                                param="timestamp_granularities")  # fmt: skip
             if req.include and req.response_format not in ("json", "verbose_json") and not req.stream:
                 raise ApiError(400, "include[]=logprobs needs response_format json or verbose_json", param="include")
@@ -203,23 +206,37 @@ async def transcriptions(request: Request) -> Response:
             data = await upload.read()
         finally:
             await form.close()  # uploads over 1 MB are spooled to a temporary file
+        if words:
+            await _aligner_ready(batcher)
         samples = await inputs.decode(data, upload.filename or "upload", config)
         work = await _start(request, arrived, samples, "upload", "file", context, language, req.temperature, req.seed)
     if req.stream:
         return StreamingResponse(_transcript_events(request, work, bool(req.include)), media_type="text/event-stream")
     t = assemble(work.plan, await _all_results(request, work.job), language, req.temperature)
+    if words:  # on the aligner's own thread; a transcript it cannot time keeps its text, with a warning
+        t = await asyncio.wrap_future(batcher.words.submit(t, plan_clips(work.plan, t.segments)))
     if req.response_format == "json":
         body = protocol.TranscriptionResponse(
             text=t.text, usage=protocol.DurationUsage(seconds=t.duration), logprobs=_logprobs(t.logprobs) if req.include else None,
         )  # fmt: skip
         return JSONResponse(body.model_dump(exclude_none=True))
     if req.response_format == "verbose_json":
-        body = verbose_json(t)
+        body = protocol.VerboseTranscription.model_validate(verbose_json(t, req.timestamp_granularities, config.low_confidence))
         if req.include:
-            body["logprobs"] = [x.model_dump() for x in _logprobs(t.logprobs)]
-        return JSONResponse(body)
+            body.logprobs = _logprobs(t.logprobs)
+        return JSONResponse(body.model_dump(exclude_none=True))
     body = {"text": t.text + "\n", "srt": srt(t.segments), "vtt": vtt(t.segments)}[req.response_format]
     return PlainTextResponse(body)
+
+
+async def _aligner_ready(batcher: Batcher) -> None:
+    """Load the aligner if need be (first request asking for words), before any transcription;
+    503 when it cannot be loaded (the reason is kept: later requests get it at once)."""
+    try:
+        await run_in_threadpool(batcher.words.load)
+    except ModelLoadError as err:
+        raise ApiError(503, f"word timestamps are unavailable: {err}", param="timestamp_granularities",
+                       code="aligner_not_available") from None  # fmt: skip
 
 
 async def _transcript_events(request: Request, work: _Work, with_logprobs: bool) -> AsyncIterator[bytes]:

@@ -68,7 +68,10 @@ def create_app(
 
     def load() -> Engine:
         try:
-            return (engine_loader or (lambda: load_engine(config)))()
+            engine = (engine_loader or (lambda: load_engine(config)))()
+            if config.aligner:  # given: loaded with the model (the default one waits for a request for words)
+                batcher.words.load()
+            return engine
         except Exception as err:
             if on_load_error:
                 on_load_error(str(err))

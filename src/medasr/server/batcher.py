@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from medasr.engine import Engine, Request
 from medasr.errors import UserError
 from medasr.pipeline.scheduler import INTERACTIVE, Iteration, Scheduler, Ticket
+from medasr.pipeline.words import WordTimer
 from medasr.server.config import ServerConfig
 from medasr.server.metrics import Metrics
 
@@ -58,6 +59,8 @@ class Batcher:
         self.metrics = metrics
         self._load_engine = load_engine
         self.engine: Engine | None = None
+        # word timestamps: --aligner is loaded with the model; the default one on first use
+        self.words = WordTimer(config.aligner_name, device=config.device, dtype=config.dtype)
         self.scheduler: Scheduler | None = None
         self.load_error: str | None = None
         self._ready = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from medasr.defaults import DEFAULT_VAD, MAX_PIECE_S, VAD_METHODS
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, MAX_PIECE_S, VAD_METHODS
 
 
 @dataclass
@@ -33,6 +33,12 @@ class ServerConfig:
     realtime_max_sessions: int = 16  # live WebSocket sessions at once; beyond that: refused
     realtime_max_session_s: float = 3600.0  # a live session ends after this long (OpenAI: 60 min)
     realtime_idle_timeout_s: float = 120.0  # ... or after this long without a client event
+    aligner: str | None = None  # forced aligner for word timestamps, loaded at start-up; None: DEFAULT_ALIGNER on first use
+    low_confidence: float = LOW_CONFIDENCE  # words below this probability are marked `low_confidence`
+
+    @property
+    def aligner_name(self) -> str:
+        return self.aligner or DEFAULT_ALIGNER
 
     @property
     def model_names(self) -> list[str]:
@@ -75,6 +81,8 @@ class ServerConfig:
             raise ValueError("--realtime-max-sessions must not be negative")
         if self.realtime_max_session_s <= 0 or self.realtime_idle_timeout_s <= 0:
             raise ValueError("--realtime-max-session-s and --realtime-idle-timeout-s must be positive")
+        if not 0.0 <= self.low_confidence <= 1.0:
+            raise ValueError("--low-confidence must be between 0 and 1")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError("--max-new-tokens must be at least 1")
         from medasr.prompt import normalize_language

@@ -5,7 +5,12 @@ Two ways in: a file or a recording sent to /v1/audio/transcriptions, or live fro
 over the realtime WebSocket (/v1/realtime, OpenAI's protocol; the API key goes in the
 `openai-insecure-api-key.KEY` subprotocol, as browsers cannot set headers there). Live, the
 microphone's samples (at the device's rate) go out as 16-bit PCM every 100 ms; partial text
-is shown greyed and replaced by each utterance's final text."""
+is shown greyed and replaced by each utterance's final text.
+
+Review aid: with "Word timestamps" ticked, an upload is transcribed as verbose_json with
+timestamp_granularities[]=word, and the transcript is shown as words: each one a button-like
+span that plays the uploaded (or recorded) audio from its start, words marked low_confidence by
+the server highlighted, each word's probability in its tooltip."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -36,6 +41,10 @@ PAGE = """<!doctype html>
   #livetext p.partial { color: #8a96a3; }
   #livetext p.failed { color: #d1242f; }
   #livetext .time { color: #5b6570; font-size: .85em; margin-right: .4rem; }
+  #transcript .word { cursor: pointer; border-radius: 3px; }
+  #transcript .word:hover { background: #dbe9ff; }
+  #transcript .word.low { background: #fff1b8; text-decoration: underline dotted #b08800; }
+  #transcript .word.playing { outline: 2px solid #1f6feb; }
 </style>
 </head>
 <body>
@@ -68,6 +77,8 @@ PAGE = """<!doctype html>
     </label>
     <label>Language <input id="language" type="text" value="en"></label>
   </div>
+  <label><input id="words" type="checkbox"> Word timestamps: click a word to play the audio from there;
+    words the model was unsure of are highlighted (takes the verbose_json format)</label>
   <label>Context (drug names, terms) <textarea id="prompt" rows="2"></textarea></label>
   <label>API key (if the server needs one) <input id="apikey" type="password" autocomplete="off"></label>
 </fieldset>
@@ -118,14 +129,45 @@ $("record").addEventListener("click", async () => {
   $("recinfo").textContent = "recording...";
 });
 
+$("words").addEventListener("change", () => { $("format").disabled = $("words").checked; });
+$("format").disabled = $("words").checked;
+
+// The transcript as words: clicking one plays the audio from its start; low-confidence ones highlighted.
+function showWords(body) {
+  const box = $("transcript");
+  box.textContent = "";
+  if (!body.words || !body.words.length) { box.textContent = body.text; return; }
+  body.words.forEach((w, i) => {
+    if (i) box.append(" ");
+    const el = document.createElement("span");
+    el.className = "word" + (w.low_confidence ? " low" : "");
+    el.textContent = w.word;
+    el.dataset.start = w.start; el.dataset.end = w.end;
+    if (w.probability !== undefined) el.dataset.probability = w.probability;
+    el.title = w.start.toFixed(2) + "-" + w.end.toFixed(2) + " s" +
+      (w.probability !== undefined ? ", probability " + w.probability.toFixed(2) : "");
+    el.addEventListener("click", () => playFrom(el));
+    box.append(el);
+  });
+}
+function playFrom(el) {
+  const p = $("player");
+  document.querySelectorAll("#transcript .word.playing").forEach((x) => x.classList.remove("playing"));
+  el.classList.add("playing");
+  p.currentTime = +el.dataset.start;
+  p.play().catch(() => {});
+}
+
 $("transcribe").addEventListener("click", async () => {
   const file = $("file").files[0];
   if (!recording && !file) { status("Choose a file or record something first.", "error"); return; }
-  const format = $("format").value;
+  const words = $("words").checked;
+  const format = words ? "verbose_json" : $("format").value;
   const form = new FormData();
   if (recording) form.append("file", recording, recording.type.includes("ogg") ? "recording.ogg" : "recording.webm");
   else form.append("file", file, file.name);
   form.append("response_format", format);
+  if (words) { form.append("timestamp_granularities[]", "word"); form.append("timestamp_granularities[]", "segment"); }
   form.append("language", $("language").value.trim() || "en");
   if ($("prompt").value.trim()) form.append("prompt", $("prompt").value.trim());
   const key = $("apikey").value.trim();
@@ -141,12 +183,19 @@ $("transcribe").addEventListener("click", async () => {
       status("Error " + r.status + ": " + ((body && body.error && body.error.message) || r.statusText), "error");
       return;
     }
-    let out;
-    if (format === "json") out = (await r.json()).text;
-    else if (format === "verbose_json") out = JSON.stringify(await r.json(), null, 2);
-    else out = await r.text();
-    $("transcript").textContent = out;
-    status("Done in " + ((performance.now() - started) / 1000).toFixed(1) + " s.", "done");
+    let out, note = "";
+    if (words) {
+      const body = await r.json();
+      showWords(body);
+      const low = (body.words || []).filter((w) => w.low_confidence).length;
+      note = body.warnings ? " " + body.warnings.join(" ") : " " + (body.words || []).length + " words, " + low + " to review.";
+    } else {
+      if (format === "json") out = (await r.json()).text;
+      else if (format === "verbose_json") out = JSON.stringify(await r.json(), null, 2);
+      else out = await r.text();
+      $("transcript").textContent = out;
+    }
+    status("Done in " + ((performance.now() - started) / 1000).toFixed(1) + " s." + note, "done");
   } catch (e) {
     status("Request failed: " + e.message, "error");
   } finally {

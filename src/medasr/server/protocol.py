@@ -97,6 +97,46 @@ class TranscriptionResponse(_Model):
     logprobs: list[TokenLogprob] | None = None
 
 
+class TranscriptionWord(_Model):
+    """OpenAI's word ({word, start, end}); medasr adds the word's probability (mean probability of
+    the tokens that spell it) and `low_confidence` (below the server's --low-confidence) when known."""
+
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+    low_confidence: bool | None = None
+
+
+class TranscriptionSegment(_Model):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    compression_ratio: float
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+
+
+class VerboseTranscription(_Model):
+    """`response_format=verbose_json`: segments when timestamp_granularities has "segment" (the
+    default), words when it has "word" (as OpenAI: ["word"] alone gives no segments). medasr's
+    `warnings` say why words are missing (the text is still the transcript)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    words: list[TranscriptionWord] | None = None
+    warnings: list[str] | None = None
+    usage: DurationUsage
+    logprobs: list[TokenLogprob] | None = None
+
+
 class TextDelta(_Model):
     type: Literal["transcript.text.delta"] = "transcript.text.delta"
     delta: str
