@@ -11,7 +11,7 @@ voices at default speed, transcribe them, and print reference, hypothesis and no
 (lowercase, punctuation deleted), then the corpus WER. Without --set: a few held-out sentences
 of the templates the model was trained on (what it knows), of held-out templates and documents
 (what it does not: today it answers with its own templates), a drug name the model never heard
-without and with it in --context, and silence and noise through `medasr transcribe` (speech
+without and with it in --context, word timestamps from the demo forced aligner, and silence and noise through `medasr transcribe` (speech
 detection first: empty) beside what the model alone would invent.
 
 Sets (--set): heldout (held-out sentences of the training sources), templates (held-out
@@ -97,6 +97,7 @@ def _tour(asr, voices, seed: int, n: int) -> int:
     print(f"  no context:      {bare}")
     print(f"  --context \"{context}\":")
     print(f"                   {with_context}\n")
+    _words(asr, voices[0], seed)
     print("== silence and noise: what medasr transcribe answers (speech detection first), and the model alone")
     clips = demo.silence_clips()
     piped = asr.transcribe([(samples, 16000) for _, samples in clips])
@@ -104,6 +105,37 @@ def _tour(asr, voices, seed: int, n: int) -> int:
     for (name, _), t, (_, _, raw) in zip(clips, piped, rows[: len(rows) // 2]):
         print(f"  {name:32s} -> {t.text!r:4s} (the model alone: {raw!r})")
     return 0
+
+
+def _words(asr, voice: str, seed: int) -> None:
+    """Word timestamps with the demo aligner on two sentences of templates it never trained on,
+    beside the word times espeak-ng reports for its own speech."""
+    import random
+    import statistics
+
+    import yaml
+
+    from medasr.aligner_checkpoint import DEMO_ALIGNER_DIR
+    from medasr.defaults import LOW_CONFIDENCE, SAMPLE_RATE
+    from medasr.train.aligner_data import heldout_pool, heldout_templates, speak_sentences
+
+    meta = yaml.safe_load((DEMO_ALIGNER_DIR / "recipe.yaml").read_text(encoding="utf-8"))
+    texts = heldout_pool(2, meta.get("heldout_templates") or heldout_templates(meta["heldout_every"]), seed=seed)
+    spoken = speak_sentences(texts, random.Random(seed), voice, 175, 50, pause_s=(0.8, 1.2), edge_silence_s=0.5)
+    t = asr.transcribe((spoken.samples, SAMPLE_RATE), timestamps="word", aligner="demo")[0]
+    print(f"== word timestamps: the demo aligner on sentences of templates it never trained on ({voice})")
+    print(f"  reference: {spoken.text}\n  transcript: {t.text}")
+    for warning in t.warnings:
+        print(f"  warning: {warning}")
+    same = t.words and [w.word for w in t.words] == spoken.text.split() and len(spoken.times) == len(t.words)
+    for k, w in enumerate(t.words or []):
+        truth = f"   espeak-ng {spoken.times[k][0]:5.2f}-{spoken.times[k][1]:5.2f}" if same else ""
+        p = "" if w.probability is None else f"  p {w.probability:.2f}{' (low)' if w.probability < LOW_CONFIDENCE else ''}"
+        print(f"  {w.start:5.2f}-{w.end:5.2f}  {w.word:24s}{truth}{p}")
+    if same:
+        errors = [abs(a - b) for w, (s, e) in zip(t.words, spoken.times) for a, b in ((w.start, s), (w.end, e))]
+        print(f"  mean word-boundary error {1000 * statistics.fmean(errors):.0f} ms")
+    print()
 
 
 def _context(asr, voices, seed: int, n: int, quiet: bool) -> int:
