@@ -175,29 +175,14 @@ def _load_transformers(path: Path, dtype):
 
 
 def _load_original(path: Path, dtype):
-    import torch
     from transformers import Qwen3ASRForTokenClassification
 
-    from medasr.checkpoint import _materialise_buffers, original_to_hf_key, read_state_dict
-    from medasr.errors import ModelLoadError
+    from medasr.checkpoint import build_from_state, original_to_hf_key, read_state_dict
 
     config = original_to_hf_aligner_config(_config(path))
-    with torch.device("meta"):
-        net = Qwen3ASRForTokenClassification(config)
-    state = {}
-    for key, value in read_state_dict(path).items():
-        state[_HEAD_HF if key == _HEAD_ORIGINAL else original_to_hf_key(key)] = value.to(dtype)
-    expected = set(net.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"weights in {path} do not match the forced-aligner architecture of its config: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    net.load_state_dict(state, strict=True, assign=True)
-    _materialise_buffers(net, config, Qwen3ASRForTokenClassification)
-    return net.to(dtype)
+    state = {_HEAD_HF if key == _HEAD_ORIGINAL else original_to_hf_key(key): value.to(dtype)
+             for key, value in read_state_dict(path).items()}  # fmt: skip
+    return build_from_state(Qwen3ASRForTokenClassification, config, state, dtype, f"{path}", "forced-aligner")
 
 
 # ---------------------------------------------------------------------------- saving, converting

@@ -323,25 +323,10 @@ def _load_original(path: Path, dtype: torch.dtype):
     from transformers import GenerationConfig, Qwen3ASRForConditionalGeneration
 
     config = original_to_hf_config(_read_json(path / "config.json"))
-    with torch.device("meta"):
-        net = Qwen3ASRForConditionalGeneration(config)
     state = {original_to_hf_key(k): v.to(dtype) for k, v in read_state_dict(path).items()}
     if config.tie_word_embeddings:
         state.setdefault("lm_head.weight", state.get("model.language_model.embed_tokens.weight"))
-    expected = set(net.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"weights in {path} do not match the Qwen3-ASR architecture of its config: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    net.load_state_dict(state, strict=True, assign=True)
-    net.tie_weights()
-    # Non-persistent buffers (rotary frequencies, sinusoid positions) are rebuilt off the meta device.
-    _materialise_buffers(net, config, Qwen3ASRForConditionalGeneration)
-    net.to(dtype)
+    net = build_from_state(Qwen3ASRForConditionalGeneration, config, state, dtype, f"{path}", "Qwen3-ASR")
     eos = config.eos_token_id
     net.generation_config = GenerationConfig(
         eos_token_id=list(eos) if isinstance(eos, (list, tuple)) else eos,
@@ -350,6 +335,28 @@ def _load_original(path: Path, dtype: torch.dtype):
         max_new_tokens=512,
     )
     return net
+
+
+def build_from_state(cls, config, state: dict, dtype: torch.dtype, where: str, what: str):
+    """`cls(config)` holding exactly `state` (converted keys), without initialising weights that are
+    then overwritten: built on the meta device, every weight assigned, the buffers rebuilt. Any
+    missing or unexpected weight is a ModelLoadError naming `what` architecture it did not fit."""
+    with torch.device("meta"):
+        net = cls(config)
+    expected = set(net.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"weights in {where} do not match the {what} architecture of its config: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    net.load_state_dict(state, strict=True, assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        net.tie_weights()
+    # Non-persistent buffers (rotary frequencies, sinusoid positions) are rebuilt off the meta device.
+    _materialise_buffers(net, config, cls)
+    return net.to(dtype)
 
 
 def _materialise_buffers(net, config, cls) -> None:
