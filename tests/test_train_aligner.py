@@ -33,7 +33,9 @@ def test_windows_hold_whole_sentences_with_their_word_times():
         assert len(w.times) == len([t for t in w.text.split() if any(c.isalnum() for c in t)])
         assert all(0 < a < b <= WINDOW_S - 0.1 for a, b in w.times)
         first, last = int(w.times[0][0] * SAMPLE_RATE), int(w.times[-1][1] * SAMPLE_RATE)
-        assert np.abs(w.samples[: first - 80]).max(initial=0) < 1e-4 and np.abs(w.samples[last + 80 :]).max(initial=0) < 1e-4  # silence (resampler ringing only)
+        # silence before the first word and after the last (resampler ringing only)
+        assert np.abs(w.samples[: first - 80]).max(initial=0) < 1e-4
+        assert np.abs(w.samples[last + 80 :]).max(initial=0) < 1e-4
 
 
 def test_loss_and_training_aids():
@@ -52,6 +54,8 @@ def test_loss_and_training_aids():
         (ids == model.config.audio_token_id)[..., None], model.model.multi_modal_projector(batch["audio"])
     )
     assert torch.allclose(plain, model(inputs_embeds=embeds, labels=labels).loss)  # the model's own loss
+    positions_only = T._loss(model, batch, position_weight=0.5, slot_weight=0.0)  # a stage that learns audio positions only
+    assert torch.allclose(T._loss(model, batch, position_weight=0.5), plain + positions_only)
     aided = T._loss(model, batch, sigma_bins=1.5, position_weight=0.5, attention_weight=0.5)
     assert torch.isfinite(aided) and aided > T._loss(model, batch, sigma_bins=1.5)
     aided.backward()
