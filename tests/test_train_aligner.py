@@ -61,3 +61,21 @@ def test_loss_and_training_aids():
     aided.backward()
     assert model.score.weight.grad is not None
     assert T.audio_token_bins(27).tolist()[:14] == list(range(13)) + [13] and T.audio_token_bins(26)[-2:].tolist() == [24, 24]
+
+
+def test_cropped_pieces_keep_whole_words_on_their_own_timeline():
+    audio = torch.arange(104 * 2, dtype=torch.float32)[:, None]  # two 8 s windows of 13 tokens per 1 s chunk
+    units = ["a", "b", "c", "d", "e"]
+    times = [(0.5, 0.9), (0.95, 1.6), (3.2, 3.8), (9.1, 9.7), (12.4, 13.5)]
+    seen = set()
+    for seed in range(40):
+        cut, kept, kept_times = T._crop(audio, units, times, random.Random(seed))
+        assert len(cut) % 13 == 0 and kept
+        c0 = int(cut[0, 0]) // 13  # the first kept chunk
+        assert cut[:, 0].tolist() == list(range(13 * c0, 13 * c0 + len(cut)))
+        dropped = [t for u, t in zip(units, times) if u not in kept]
+        assert all(not (c0 < a < c0 + len(cut) / 13) for a, _ in dropped)  # no word cut in two
+        assert kept_times == [(a - c0, b - c0) for u, (a, b) in zip(units, times) if u in kept]
+        assert all(0 <= a < b <= len(cut) / 13 for a, b in kept_times)
+        seen.add((c0, len(cut) // 13))
+    assert len(seen) > 10  # many lengths and leads
