@@ -33,7 +33,9 @@ def test_windows_hold_whole_sentences_with_their_word_times():
         assert len(w.times) == len([t for t in w.text.split() if any(c.isalnum() for c in t)])
         assert all(0 < a < b <= WINDOW_S - 0.1 for a, b in w.times)
         first, last = int(w.times[0][0] * SAMPLE_RATE), int(w.times[-1][1] * SAMPLE_RATE)
-        assert np.abs(w.samples[: first - 80]).max(initial=0) < 1e-4 and np.abs(w.samples[last + 80 :]).max(initial=0) < 1e-4  # silence (resampler ringing only)
+        # silence before the first word and after the last (resampler ringing only)
+        assert np.abs(w.samples[: first - 80]).max(initial=0) < 1e-4
+        assert np.abs(w.samples[last + 80 :]).max(initial=0) < 1e-4
 
 
 def test_loss_and_training_aids():
@@ -52,8 +54,28 @@ def test_loss_and_training_aids():
         (ids == model.config.audio_token_id)[..., None], model.model.multi_modal_projector(batch["audio"])
     )
     assert torch.allclose(plain, model(inputs_embeds=embeds, labels=labels).loss)  # the model's own loss
+    positions_only = T._loss(model, batch, position_weight=0.5, slot_weight=0.0)  # a stage that learns audio positions only
+    assert torch.allclose(T._loss(model, batch, position_weight=0.5), plain + positions_only)
     aided = T._loss(model, batch, sigma_bins=1.5, position_weight=0.5, attention_weight=0.5)
     assert torch.isfinite(aided) and aided > T._loss(model, batch, sigma_bins=1.5)
     aided.backward()
     assert model.score.weight.grad is not None
     assert T.audio_token_bins(27).tolist()[:14] == list(range(13)) + [13] and T.audio_token_bins(26)[-2:].tolist() == [24, 24]
+
+
+def test_cropped_pieces_keep_whole_words_on_their_own_timeline():
+    audio = torch.arange(104 * 2, dtype=torch.float32)[:, None]  # two 8 s windows of 13 tokens per 1 s chunk
+    units = ["a", "b", "c", "d", "e"]
+    times = [(0.5, 0.9), (0.95, 1.6), (3.2, 3.8), (9.1, 9.7), (12.4, 13.5)]
+    seen = set()
+    for seed in range(40):
+        cut, kept, kept_times = T._crop(audio, units, times, random.Random(seed))
+        assert len(cut) % 13 == 0 and kept
+        c0 = int(cut[0, 0]) // 13  # the first kept chunk
+        assert cut[:, 0].tolist() == list(range(13 * c0, 13 * c0 + len(cut)))
+        dropped = [t for u, t in zip(units, times) if u not in kept]
+        assert all(not (c0 < a < c0 + len(cut) / 13) for a, _ in dropped)  # no word cut in two
+        assert kept_times == [(a - c0, b - c0) for u, (a, b) in zip(units, times) if u in kept]
+        assert all(0 <= a < b <= len(cut) / 13 for a, b in kept_times)
+        seen.add((c0, len(cut) // 13))
+    assert len(seen) > 10  # many lengths and leads

@@ -69,6 +69,8 @@ class AlignerRecipe:
 
     # ---- optimisation
     learning_rate: float = 5e-4
+    slot_weight: float = 1.0  # weight of the word-time loss; 0 with position_weight > 0: a stage that only learns audio positions
+    crop_fraction: float = 0.0  # share of pieces cut to a random run of whole 1 s chunks (any length, any lead; see _crop)
     sigma_bins: float = 0.0  # > 0: targets spread as a Gaussian of this width (bins) around the true bin
     position_weight: float = 0.0  # > 0: also predict every audio token's own bin (see _loss)
     attention_weight: float = 0.0  # > 0: guide one attention head to the audio of each slot's time (see _loss)
@@ -212,22 +214,49 @@ def pieces(speakers: list[list[dict]], max_windows: int) -> list[tuple[int, int,
     return [(k, a, n) for k, ws in enumerate(speakers) for n in range(1, max_windows + 1) for a in range(len(ws) - n + 1)]
 
 
-def piece_example(speakers, piece: tuple[int, int, int], tokenizer, recipe: AlignerRecipe) -> dict:
-    """Input ids (the official aligner prompt), targets and encoder output of one piece."""
+def piece_example(speakers, piece: tuple[int, int, int], tokenizer, recipe: AlignerRecipe, rng: random.Random | None = None) -> dict:
+    """Input ids (the official aligner prompt), targets and encoder output of one piece; with `rng`,
+    a share `crop_fraction` of pieces is cropped (see `_crop`)."""
     from medasr.modelbuild import TIMESTAMP
     from medasr.prompt import AUDIO_END, AUDIO_PAD, AUDIO_START
 
     k, a, n = piece
     windows = speakers[k][a : a + n]
-    units, bins = [], []
+    units, times = [], []
     for i, w in enumerate(windows):
         units += w["units"]
-        bins += [min(recipe.classes - 1, round((i * WINDOW_S + t) * 1000 / recipe.segment_ms)) for pair in w["times"] for t in pair]
-    text = AUDIO_START + AUDIO_PAD * (WINDOW_TOKENS * n) + AUDIO_END + "".join(u + TIMESTAMP * 2 for u in units)
+        times += [(i * WINDOW_S + s, i * WINDOW_S + e) for s, e in w["times"]]
+    audio = torch.cat([w["audio"] for w in windows])
+    if rng is not None and rng.random() < recipe.crop_fraction:
+        audio, units, times = _crop(audio, units, times, rng)
+    bins = [min(recipe.classes - 1, round(t * 1000 / recipe.segment_ms)) for pair in times for t in pair]
+    text = AUDIO_START + AUDIO_PAD * len(audio) + AUDIO_END + "".join(u + TIMESTAMP * 2 for u in units)
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
     labels = torch.full_like(ids, IGNORE)
     labels[ids == tokenizer.convert_tokens_to_ids(TIMESTAMP)] = torch.tensor(bins)
-    return {"input_ids": ids, "labels": labels, "audio": torch.cat([w["audio"] for w in windows])}
+    return {"input_ids": ids, "labels": labels, "audio": audio}
+
+
+def _crop(audio: torch.Tensor, units: list[str], times: list[tuple[float, float]], rng: random.Random):
+    """The piece cut to whole 1 s chunks [c0, c1) that no word straddles, keeping the words inside.
+
+    Without it every training piece is 8, 16, 24 or 32 s long and starts with at most
+    `edge_silence_s` of silence, and the aligner learns those shapes instead of looking at the
+    audio (a 4 s clip padded to 8 s got ~2.5x smaller errors; speech moved 2 s later moved its
+    times by half that). Cropped pieces have any length and lead. Approximation: the cached
+    encoder output of a chunk saw its whole 8 s window, where inference on the cropped clip would
+    let it attend to the kept chunks only."""
+    chunks = len(audio) // ENCODER_CHUNK_TOKENS
+    free = [c for c in range(chunks + 1) if not any(s - 0.05 < c < e + 0.05 for s, e in times)]
+    starts = [c for c in free if any(s >= c for s, _ in times)]
+    if not starts:
+        return audio, units, times
+    c0 = rng.choice(starts)
+    ends = [c for c in free if c > c0 and any(s >= c0 and e <= c for s, e in times)]
+    c1 = rng.choice(ends)
+    keep = [i for i, (s, e) in enumerate(times) if s >= c0 and e <= c1]
+    cut = audio[c0 * ENCODER_CHUNK_TOKENS : c1 * ENCODER_CHUNK_TOKENS]
+    return cut, [units[i] for i in keep], [(times[i][0] - c0, times[i][1] - c0) for i in keep]
 
 
 def _batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -241,16 +270,21 @@ def _batch(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": attention, "audio": torch.cat([e["audio"] for e in examples])}
 
 
+ENCODER_CHUNK_TOKENS = 13  # audio tokens per 1 s chunk of the encoder (100 mel frames, 8x downsampled)
+
+
 def audio_token_bins(n_tokens: int) -> torch.Tensor:
     """The 80 ms bin holding each audio token's centre: 13 tokens per 1 s chunk, each 8 mel frames
     (80 ms) of it, the 13th the last 4 frames."""
     j = torch.arange(n_tokens)
-    chunk, offset = j // 13, j % 13
+    chunk, offset = j // ENCODER_CHUNK_TOKENS, j % ENCODER_CHUNK_TOKENS
     centre_ms = 1000 * chunk + 80 * offset + torch.where(offset < 12, 40, 20)
     return torch.div(centre_ms, 80, rounding_mode="floor")
 
 
-def _loss(model, batch: dict, sigma_bins: float = 0.0, position_weight: float = 0.0, attention_weight: float = 0.0) -> torch.Tensor:
+def _loss(
+    model, batch: dict, sigma_bins: float = 0.0, position_weight: float = 0.0, attention_weight: float = 0.0, slot_weight: float = 1.0
+) -> torch.Tensor:
     """The aligner's forward with the cached encoder output in place of the encoder; cross-entropy
     at the `<timestamp>` slots, against the true bin or (sigma_bins > 0) a Gaussian around it, which
     also rewards near misses (the bins are ordered).
@@ -271,7 +305,7 @@ def _loss(model, batch: dict, sigma_bins: float = 0.0, position_weight: float = 
     out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], output_attentions=attention_weight > 0)
     logits = out.logits
     mask = batch["labels"] != IGNORE
-    loss = _ce(logits[mask], batch["labels"][mask], sigma_bins)
+    loss = slot_weight * _ce(logits[mask], batch["labels"][mask], sigma_bins)
     if position_weight > 0:
         targets = torch.cat([audio_token_bins(int(n)) for n in is_audio.sum(1)]).clamp(max=logits.shape[-1] - 1)
         loss = loss + position_weight * _ce(logits[is_audio], targets, sigma_bins)
@@ -359,8 +393,9 @@ def train_aligner(recipe: AlignerRecipe, export_only: bool = False) -> Path:
     started, running = time.time() - spent, []
     pad = processor.tokenizer.pad_token_id
     while step < len(plan):
-        batch = [piece_example(speakers, piece, processor.tokenizer, recipe) for piece in plan[step]]
-        loss = _loss(model, _batch(batch, pad), recipe.sigma_bins, recipe.position_weight, recipe.attention_weight)
+        crop_rng = random.Random(f"crop:{recipe.seed}:{step}")  # the same pieces after a resume
+        batch = [piece_example(speakers, piece, processor.tokenizer, recipe, crop_rng) for piece in plan[step]]
+        loss = _loss(model, _batch(batch, pad), recipe.sigma_bins, recipe.position_weight, recipe.attention_weight, recipe.slot_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
