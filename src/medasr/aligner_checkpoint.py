@@ -1,7 +1,7 @@
 """Find, load and convert a Qwen3-ForcedAligner checkpoint (hub id, local directory, "demo").
 
 The forced aligner is the Qwen3-ASR audio encoder and decoder with a linear head that classifies
-each `<timestamp>` slot into a time bin (../shared/reference/alignment.md). Two formats exist, as
+each `<timestamp>` slot into a time bin (the project reference notes, alignment.md). Two formats exist, as
 for the ASR model (`medasr.checkpoint`):
 - original (qwen-asr, `Qwen/Qwen3-ForcedAligner-0.6B`): `thinker_config.model_type =
   "qwen3_forced_aligner"`, `thinker_config.classify_num` bins, top-level `timestamp_token_id`

@@ -1,6 +1,6 @@
 """Readable subtitle cues (srt, vtt) from a transcript's words, or from its segments.
 
-Broadcast practice (../shared/reference/alignment.md): a cue holds at most `MAX_LINES` lines of
+Broadcast practice (the project reference notes, alignment.md): a cue holds at most `MAX_LINES` lines of
 `MAX_LINE_CHARS` characters and stays at most `MAX_CUE_S` on screen, at least `MIN_CUE_S` where
 the next cue leaves room. Cues end at sentence ends and at pauses of `PAUSE_S` or more; a cue
 that would grow past the limits is cut at its last clause end, else at its longest pause, else
