@@ -48,7 +48,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs\n")
     base = [sys.executable, "-m", "medasr", "transcribe", clips, "--model", args.model, "--batch-size", args.batch_size,
             "--format", "jsonl"]
-    runs = {"local": ([], {}), "local, 1 torch thread": ([], {"OMP_NUM_THREADS": "1"}),
+    runs = {"local": ([], {}), "local, --threads 2": (["--threads", "2"], {}),  # default: half the usable CPUs
             "ray, 1 worker": (["--ray", "local", "--workers", "1"], {}),
             "ray, 2 workers": (["--ray", "local", "--workers", "2"], {})}
     walls: dict[str, list[float]] = {name: [] for name in runs}
