@@ -125,6 +125,18 @@ def add_word_arguments(p: argparse.ArgumentParser, live: bool = False) -> None:
     )
 
 
+def check_word_arguments(args: argparse.Namespace) -> None:
+    """The checks of `add_word_arguments`' options, the same for every command that has them."""
+    import sys
+
+    from medasr.errors import UserError
+
+    if not 0.0 <= args.low_confidence <= 1.0:
+        raise UserError("--low-confidence must be between 0 and 1")
+    if args.aligner and args.timestamps != "word":
+        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------- CPU threads
 # torch starts one thread per CPU it sees. On a shared machine (other processes, or a container
 # whose CPU quota is below the host's core count) those threads wait at every parallel op for

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from medasr.cli._common import add_model_arguments, add_word_arguments
+from medasr.cli._common import add_model_arguments, add_word_arguments, check_word_arguments
 from medasr.defaults import DEFAULT_MODEL, DEFAULT_VAD, SAMPLE_RATE, VAD_METHODS
 
 NAME = "stream"
@@ -96,12 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--speed must not be negative; --chunk-ms and --rate must be positive")
     if args.input != "-" and not os.path.isfile(args.input):
         raise UserError(f"{args.input}: no such file (pass - to read PCM from stdin)")
-    if args.aligner and args.timestamps != "word":
-        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
+    check_word_arguments(args)
     if args.timestamps == "word" and args.url:
         raise UserError("--timestamps word works locally only: OpenAI's Realtime protocol has no word times")
-    if not 0.0 <= args.low_confidence <= 1.0:
-        raise UserError("--low-confidence must be between 0 and 1")
     display = Display(args.format)
     try:
         if args.url:

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from medasr.cli._common import add_decoding_arguments, add_model_arguments, add_ray_arguments, add_word_arguments, ray_options, set_threads
+from medasr.cli._common import (
+    add_decoding_arguments,
+    add_model_arguments,
+    add_ray_arguments,
+    add_word_arguments,
+    check_word_arguments,
+    ray_options,
+    set_threads,
+)
 
 NAME = "transcribe"
 HELP = "transcribe audio files, directories or URLs"
@@ -121,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
     ray = ray_options(args)
     if ray and args.timestamps == "word":
         raise UserError("--timestamps word is not available with --ray yet: run it without --ray")
-    if not 0.0 <= args.low_confidence <= 1.0:
-        raise UserError("--low-confidence must be between 0 and 1")
-    if args.aligner and args.timestamps != "word":
-        print("medasr: warning: --aligner is used only with --timestamps word", file=sys.stderr)
+    check_word_arguments(args)
     if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
         from medasr.aligner_checkpoint import DEFAULT_ALIGNER, require_aligner, resolve_aligner
 
