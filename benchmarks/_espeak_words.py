@@ -1,6 +1,6 @@
 """Where each word of an espeak-ng rendering ends, from espeak-ng's own word events.
 
-`medasr.synth.render` runs the espeak-ng command line; its library (libespeak-ng, which the
+`medasr.synth.sentences.render` runs the espeak-ng command line; its library (libespeak-ng, which the
 command uses) synthesises the same samples and reports, for every word, the sample where it
 begins. A word ends where its sound does: the last audible sample before the next word begins
 (the last word: before the end of the clip). Times are in seconds from the start of the clip;

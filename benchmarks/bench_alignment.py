@@ -6,11 +6,11 @@ Held out (medasr.train.aligner_data): sentences of the synth held-out split made
 templates (synth.TEMPLATES[4::5]); the demo aligner never saw these sentences nor these templates
 (the lexicon is shared). Spoken by espeak-ng's default English voices (en, en-us) at default speed
 and pitch, as `medasr demo` does, with exact word times from libespeak-ng's word events
-(medasr.wordsynth); no noise.
+(medasr.synth.words); no noise.
 
 - sentences: each sentence alone (0-0.5 s of silence at each end), one piece each;
 - dictations: 10 sentences in turn with 0.8-2.5 s pauses (~35-40 s), aligned whole by
-  `medasr.align.align` (speech detection, pieces of at most 30 s, words shared out among them).
+  `medasr.pipeline.align.align` (speech detection, pieces of at most 30 s, words shared out among them).
 
 Error per word boundary: |predicted - true| for start and end; reported as the mean over all
 boundaries (ms), the median, and the share within 80 ms (one bin) and 200 ms. `raw` is the
@@ -48,12 +48,12 @@ def summary(errs: list[float]) -> str:
 
 
 def spread(aligner, samples, text):
-    """No aligner: words spread over their piece by characters, pieces as `medasr.align.align` cuts them."""
-    from medasr.align import capacity, share_out, split_units
+    """No aligner: words spread over their piece by characters, pieces as `medasr.pipeline.align.align` cuts them."""
+    from medasr.audio.vad import VadOptions, pieces
+    from medasr.output.subtitles import interpolated_words
+    from medasr.pipeline.align import capacity, share_out, split_units
     from medasr.records import Segment
-    from medasr.subtitles import interpolated_words
     from medasr.transcribe import MAX_PIECE_S
-    from medasr.vad import VadOptions, pieces
 
     duration = len(samples) / 16000
     if duration <= MAX_PIECE_S:
@@ -79,8 +79,8 @@ def main() -> int:
     import torch
     import yaml
 
-    from medasr.align import align, align_pieces
-    from medasr.aligner_checkpoint import load_aligner
+    from medasr.model.aligner import load_aligner
+    from medasr.pipeline.align import align, align_pieces
     from medasr.records import Segment
     from medasr.train.aligner_data import heldout_pool, heldout_templates, speak_sentences
     from medasr.transcribe import load_model

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from medasr.audio import SAMPLE_RATE, probe_duration, stream_audio
-from medasr.audiofile import mix
+from medasr.audio.decode import SAMPLE_RATE, probe_duration, stream_audio
+from medasr.audio.ffmpeg import mix
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 

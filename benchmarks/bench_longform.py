@@ -35,7 +35,7 @@ from _peak import child_env  # noqa: E402 (beside this script, found through sys
 
 CHILD = """
 import json, sys, time
-from medasr.audio import load_audio
+from medasr.audio.decode import load_audio
 from medasr.transcribe import load_model
 from _peak import peak_mb, reset_peak
 
@@ -76,7 +76,7 @@ def main() -> None:
 
     import bench_vad
 
-    from medasr import vad
+    from medasr.audio import vad
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

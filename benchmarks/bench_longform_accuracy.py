@@ -5,10 +5,10 @@
 
 Each consultation is --sentences held-out synthetic sentences (`medasr.train.demo.set_sentences`:
 by default held-out sentences of the shipped demo model's templates, never trained on) spoken by espeak-ng (en-us, default speed and pitch) one after another
-with 0.8-2.5 s pauses, over -60 dBFS white noise, as in tests/test_longform.py. It is transcribed
+with 0.8-2.5 s pauses, over -60 dBFS white noise, as in tests/pipeline/test_longform.py. It is transcribed
 twice with the same model: whole (speech detection, pieces of at most --max-piece-s seconds of
 several sentences, merged) and as the exact stretches of the same noisy signal that hold one
-sentence each. Prints the normalised WER (`medasr.text.basic`, jiwer) of both, per recording and
+sentence each. Prints the normalised WER (`medasr.text.normalize.basic`, jiwer) of both, per recording and
 pooled over all, and the piece lengths.
 """
 
@@ -22,9 +22,9 @@ import jiwer
 import numpy as np
 import torch
 
-from medasr import synth
-from medasr.audio import SAMPLE_RATE
-from medasr.text import basic
+from medasr.audio.decode import SAMPLE_RATE
+from medasr.synth import sentences as synth
+from medasr.text.normalize import basic
 from medasr.train.demo import set_sentences
 from medasr.transcribe import load_model
 

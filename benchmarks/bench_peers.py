@@ -11,7 +11,7 @@ One run, one machine, one thread each (--threads). What is compared:
 
 Same weights: one random Qwen3-ASR of the real architecture (--layers decoder and encoder
 layers, --width hidden size, the official 151,936-token vocabulary and special-token ids) is
-built with medasr.modelbuild and saved twice from the same tensors, in the ORIGINAL format (what
+built with medasr.model.build and saved twice from the same tensors, in the ORIGINAL format (what
 qwen-asr reads) and the transformers format (what medasr reads); both sides report a digest of
 the parameters they loaded, which must agree.
 
@@ -94,7 +94,7 @@ def log(msg: str) -> None:
 
 def model_size(layers: int, width: int, conv: int):
     """A Qwen3-ASR of the published shape family: 64-wide heads, 2 query heads per KV head, FFN 3x (LM) / 4x (encoder)."""
-    from medasr.modelbuild import Size
+    from medasr.model.build import Size
 
     heads = width // 64
     return Size(enc_d_model=width, enc_layers=layers, enc_heads=heads, enc_ffn=4 * width, enc_conv=conv,
@@ -104,8 +104,8 @@ def model_size(layers: int, width: int, conv: int):
 def build_checkpoint(out: Path, layers: int, width: int, conv: int, seed: int) -> tuple[Path, Path]:
     """(original dir, transformers dir) holding the same random weights; built once per shape and seed."""
     from medasr.bench.randomweights import forbid_end_tokens, official_tokenizer_stand_in
-    from medasr.checkpoint import save_original, save_transformers
-    from medasr.modelbuild import build_model, make_config, make_processor
+    from medasr.model.build import build_model, make_config, make_processor
+    from medasr.model.checkpoint import save_original, save_transformers
 
     original, hf = out / "original", out / "transformers"
     if (out / "done").exists():

@@ -29,7 +29,7 @@ DOSES = ("5 mg", "15 mg", "2.5 mg", "500 mg", "1,000 mg", "20 mL", "10 units", "
 
 
 def synthesise(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    from medasr.lexicon import LEXICON
+    from medasr.text.lexicon import LEXICON
 
     rng = random.Random(seed)
     terms = [t for c in ("drugs", "conditions", "symptoms", "anatomy") for t in LEXICON[c]]
@@ -71,13 +71,13 @@ def main() -> None:
     parser.add_argument("--normalizer", default="basic")
     args = parser.parse_args()
 
-    from medasr import metrics
+    from medasr.scoring import medical, metrics
 
     refs, hyps = synthesise(args.n)
     caps = [False] * len(refs)
     ts = time.perf_counter()
     # One-off per process: jiwer import, punctuation table, term index.
-    index = metrics.build_term_index(metrics.default_terms(), args.normalizer)
+    index = medical.build_term_index(medical.default_terms(), args.normalizer)
     metrics.score(refs[:10], hyps[:10], args.normalizer)
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -85,7 +85,7 @@ def main() -> None:
     t1 = time.perf_counter()
     ci = metrics.wer_ci(s, resamples=args.resamples)
     t2 = time.perf_counter()
-    m = metrics.medical(s, index)
+    m = medical.medical(s, index)
     t3 = time.perf_counter()
     h = metrics.hallucination(s, caps)
     t4, c4 = time.perf_counter(), time.process_time()

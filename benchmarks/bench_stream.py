@@ -3,7 +3,7 @@ stream, and how many real-time streams one CPU process keeps up with.
 
     python benchmarks/bench_stream.py [--parts accuracy,cost,concurrency] [--model demo]
 
-Audio: synthetic consultations, held-out sentences (`medasr.synth`, split "heldout": never in the
+Audio: synthetic consultations, held-out sentences (`medasr.synth.sentences`, split "heldout": never in the
 demo model's training data) spoken by espeak-ng one after another with 0.8-2.5 s pauses over
 -60 dBFS white noise (`synth.spoken_in_turn`, as bench_longform_accuracy.py), written as 16 kHz
 16-bit WAV. Every stream is a real WebSocket client (the official `openai` client) sending
@@ -11,7 +11,7 @@ demo model's training data) spoken by espeak-ng one after another with 0.8-2.5 s
 OMP_NUM_THREADS=--threads (default 1: "one CPU process" is one core).
 
 accuracy: --seeds consultations of --sentences sentences, one stream at a time, at real time.
-  WER (`medasr.text.basic`) of the stream's finals and of offline transcription of the same
+  WER (`medasr.text.normalize.basic`) of the stream's finals and of offline transcription of the same
   WAV (the library call `medasr transcribe` makes), against the sentences. Latency from the end
   of each word in the audio (espeak-ng's own word events, benchmarks/_espeak_words.py) to its
   first appearance on the client (a delta, or the final when no partial showed it) and to its
@@ -50,11 +50,11 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _espeak_words import EspeakWords
 
-from medasr import synth
-from medasr.audio import SAMPLE_RATE, load_audio
-from medasr.pipeline.pcm import to_pcm16
+from medasr.audio.decode import SAMPLE_RATE, load_audio
+from medasr.audio.pcm import to_pcm16
 from medasr.server.launch import running_server
-from medasr.text import basic
+from medasr.synth import sentences as synth
+from medasr.text.normalize import basic
 
 CHUNK_S = 0.1
 KEY = "bench"

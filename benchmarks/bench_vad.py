@@ -28,8 +28,8 @@ import soundfile as sf
 import soxr
 from _peak import child_env  # beside this script
 
-from medasr import vad
-from medasr.audio import SAMPLE_RATE, load_audio
+from medasr.audio import vad
+from medasr.audio.decode import SAMPLE_RATE, load_audio
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 SENTENCES = [
@@ -104,8 +104,8 @@ def write_long(clips, minutes: float, rate: int, path: Path) -> float:
 
 CHILD = """
 import resource, sys, time
-from medasr import vad
-from medasr.audio import load_audio
+from medasr.audio import vad
+from medasr.audio.decode import load_audio
 from _peak import peak_mb, reset_peak
 
 vad.pieces(sys.argv[3])  # a short file of the same kind: loads libraries and warms torch up

@@ -6,7 +6,7 @@ The architecture, official vocabulary and token ids are `medasr.bench.randomweig
 `medasr bench offline --random-weights SIZE` builds in memory). The end tokens are made
 unreachable (`randomweights.forbid_end_tokens`), so every answer runs exactly to the server's
 --max-new-tokens: a fixed, known amount of decoding per request. Speed only; the texts are
-meaningless. Written in the transformers format (`medasr.checkpoint.save_transformers`), or the
+meaningless. Written in the transformers format (`medasr.model.checkpoint.save_transformers`), or the
 original qwen-asr one with --format original.
 """
 
@@ -28,7 +28,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from medasr.bench import randomweights
-    from medasr.checkpoint import pick_device, pick_dtype, save_original, save_transformers
+    from medasr.model.checkpoint import pick_device, pick_dtype, save_original, save_transformers
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

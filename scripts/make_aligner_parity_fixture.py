@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate tests/fixtures/parity/aligner: the official qwen-asr Qwen3ForcedAligner's answers.
 
-medasr's forced alignment (`medasr.align`, raw output) must give the word times that qwen-asr
+medasr's forced alignment (`medasr.pipeline.align`, raw output) must give the word times that qwen-asr
 0.0.6's `Qwen3ForcedAligner.align` gives, to the millisecond. As for the ASR parity fixture
 (scripts/make_parity_fixture.py, whose venv, clips and tokenizer texts this reuses), three steps:
 
@@ -92,8 +92,8 @@ def step_build(args) -> None:
     import torch
     import transformers
 
-    from medasr.aligner_checkpoint import save_aligner_original
-    from medasr.modelbuild import build_aligner, make_aligner_config, make_aligner_processor, train_tokenizer
+    from medasr.model.aligner import save_aligner_original
+    from medasr.model.build import build_aligner, make_aligner_config, make_aligner_processor, train_tokenizer
 
     model_dir = FIXTURE / "model"
     if model_dir.exists():
@@ -173,9 +173,9 @@ def step_official(args) -> None:
 
 
 def step_check(args) -> None:
-    from medasr.align import align_pieces
-    from medasr.aligner_checkpoint import load_aligner
-    from medasr.audio import load_audio
+    from medasr.audio.decode import load_audio
+    from medasr.model.aligner import load_aligner
+    from medasr.pipeline.align import align_pieces
     from medasr.records import Segment
 
     expected = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))

@@ -5,11 +5,11 @@ medasr must reproduce the official implementation (qwen-asr 0.0.6, transformers 
 token. That package cannot live in medasr's environment (it pins transformers==4.57.6), so this
 script runs in two environments:
 
-  build     (main env)      a tiny ORIGINAL-format checkpoint (medasr.checkpoint.save_original)
+  build     (main env)      a tiny ORIGINAL-format checkpoint (medasr.model.checkpoint.save_original)
                             -> tests/fixtures/parity/model/, the test clips -> audio/, build.json
   official  (qwen-asr venv) load that checkpoint with qwen_asr.Qwen3ASRModel, record prompts,
                             prompt ids, prefill logits, generated ids and texts -> expected.json
-  check     (main env)      load the checkpoint with medasr.checkpoint.load (transformers 5.x),
+  check     (main env)      load the checkpoint with medasr.model.checkpoint.load (transformers 5.x),
                             re-run the prefill on the official prompt ids and compare (prints a
                             report; writes nothing into the fixture)
   all       (main env)      build, then official in a subprocess with --venv-python, then check
@@ -131,13 +131,13 @@ def step_build(args) -> None:
     import torch
     import transformers
 
-    from medasr.checkpoint import save_original
-    from medasr.modelbuild import (
+    from medasr.model.build import (
         build_model,
         make_config,
         make_processor,
         train_tokenizer,
     )
+    from medasr.model.checkpoint import save_original
 
     model_dir = FIXTURE / "model"
     audio_dir = FIXTURE / "audio"
@@ -441,8 +441,8 @@ def step_check(args) -> None:
     import torch
     from transformers import Qwen3ASRFeatureExtractor
 
-    from medasr.audio import load_audio
-    from medasr.checkpoint import load
+    from medasr.audio.decode import load_audio
+    from medasr.model.checkpoint import load
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     expected = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))

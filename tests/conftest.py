@@ -23,7 +23,8 @@ TOKENIZER_TEXTS = [
 
 def build_tiny(dst: Path, seed: int = 0) -> dict[str, Path]:
     """A tiny random Qwen3-ASR model saved in both formats; returns {'original': dir, 'transformers': dir}."""
-    from medasr import checkpoint, modelbuild
+    from medasr.model import build as modelbuild
+    from medasr.model import checkpoint
 
     tok = modelbuild.train_tokenizer(TOKENIZER_TEXTS * 10, vocab_size=400)
     model = modelbuild.build_model(modelbuild.make_config(tok, "tiny"), seed=seed, init_std=0.5)
@@ -42,8 +43,8 @@ def tiny_model(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_aligner(tmp_path_factory) -> dict:
     """A tiny random aligner in both formats (400 bins of 80 ms)."""
-    from medasr import modelbuild
-    from medasr.aligner_checkpoint import save_aligner_original, save_aligner_transformers
+    from medasr.model import build as modelbuild
+    from medasr.model.aligner import save_aligner_original, save_aligner_transformers
 
     tok = modelbuild.train_tokenizer(TOKENIZER_TEXTS * 10, vocab_size=400)
     model = modelbuild.build_aligner(modelbuild.make_aligner_config(tok, "tiny", classes=400), seed=1, init_std=1.0)

@@ -1,6 +1,10 @@
 """Settings shared across medasr, defined once here. Light on purpose (no heavy imports), so
 the CLI can show them in --help without loading torch."""
 
+from pathlib import Path
+
+ASSETS = Path(__file__).parent / "assets"  # the bundled demo model and aligner, evaluation texts
+
 DEFAULT_MODEL = "yuriyvnv/Qwen3-ASR-1.7B-EN-Medical"
 SAMPLE_RATE = 16000  # Qwen3-ASR's input rate: everything is resampled to it
 MAX_PIECE_S = 30.0  # Qwen3-ASR is trained on clips of at most 30 s: longer audio is cut into pieces

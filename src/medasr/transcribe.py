@@ -26,16 +26,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from medasr.audio import describe
-from medasr.checkpoint import Loaded, load
+from medasr.audio.decode import describe
 from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, DEFAULT_VAD, MAX_PIECE_S, MIN_PIECE_S, SAMPLE_RATE, TIMESTAMPS, VAD_METHODS
-from medasr.engine import Engine, Request, Result
 from medasr.errors import AudioError
+from medasr.model.checkpoint import Loaded, load
+from medasr.model.prompt import normalize_language
 from medasr.pipeline.assembler import assemble, failed
+from medasr.pipeline.engine import Engine, Request, Result
 from medasr.pipeline.scheduler import BULK, Scheduler
 from medasr.pipeline.segmenter import Plan, piece_samples, plan_input, vad_options
 from medasr.pipeline.words import WordTimer, plan_clips
-from medasr.prompt import normalize_language
 from medasr.records import Transcript
 
 FEED_S = 600.0  # audio seconds of pieces handed to the scheduler at a time (at least)

@@ -89,9 +89,9 @@ def _one_by_one(asr, clips: list[Clip], cfg: OfflineConfig) -> list[str | None]:
 
 @torch.inference_mode()
 def _pad_longest(asr, clips: list[Clip], cfg: OfflineConfig) -> list[str | None]:
-    from medasr.audio import load_audio
-    from medasr.engine import Request, default_max_new_tokens
+    from medasr.audio.decode import load_audio
     from medasr.errors import AudioError
+    from medasr.pipeline.engine import Request, default_max_new_tokens
 
     texts: list[str | None] = []
     for start in range(0, len(clips), PAD_LONGEST_BATCH):
@@ -123,7 +123,7 @@ RUNNERS: dict[str, tuple[Callable, Callable[[OfflineConfig], int]]] = {
 
 def load(cfg: OfflineConfig):
     """The ASR object to benchmark: a checkpoint, or random weights of a published size."""
-    from medasr.checkpoint import pick_device, pick_dtype
+    from medasr.model.checkpoint import pick_device, pick_dtype
     from medasr.transcribe import ASR, load_model
 
     if cfg.threads:  # more threads than free cores makes every parallel op wait for the slowest

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from medasr.prompt import ASR_TEXT, AUDIO_END, AUDIO_PAD, AUDIO_START, IM_END, IM_START
+from medasr.model.prompt import ASR_TEXT, AUDIO_END, AUDIO_PAD, AUDIO_START, IM_END, IM_START
 
 TOKENS_PER_SECOND = 3.5  # generated tokens per audio second for English speech (see the module doc)
 VOCAB = 151936
@@ -43,7 +43,8 @@ def official_tokenizer_stand_in(seed: int = 0):
     """A tokenizer whose special tokens have the official ids and whose length is the official vocab."""
     from tokenizers import Tokenizer
 
-    from medasr import modelbuild, synth
+    from medasr.model import build as modelbuild
+    from medasr.synth import sentences as synth
 
     trained = modelbuild.train_tokenizer(synth.sentences(300, seed=seed, split="all"), vocab_size=2000)
     spec = json.loads(trained.backend_tokenizer.to_str())
@@ -67,9 +68,9 @@ def build(size: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
     from accelerate import init_empty_weights
     from transformers import GenerationConfig, Qwen3ASRForConditionalGeneration
 
-    from medasr.checkpoint import Loaded
     from medasr.errors import UserError
-    from medasr.modelbuild import make_config, make_processor
+    from medasr.model.build import make_config, make_processor
+    from medasr.model.checkpoint import Loaded
 
     if size not in SIZES:
         raise UserError(f"unknown --random-weights size {size!r}: use {', '.join(SIZES)}")

@@ -30,7 +30,7 @@ def percentiles(values: list[float]) -> dict | None:
 
 def accuracy_table(refs: list[str | None], hyps: list[str | None], normalizer: str = "basic") -> dict:
     """The seed's accuracy table: total, success, failure, and WER/CER over the successes."""
-    from medasr.metrics import score
+    from medasr.scoring.metrics import score
 
     pairs = [(r or "", h) for r, h in zip(refs, hyps) if h is not None]
     s = score([r for r, _ in pairs], [h for _, h in pairs], normalizer)
@@ -47,7 +47,7 @@ def accuracy_table(refs: list[str | None], hyps: list[str | None], normalizer: s
 
 def environment(device=None) -> dict:
     """Versions, CPUs and, where torch is loaded (offline), its threads and the GPU."""
-    from medasr.report import environment as versions
+    from medasr.scoring.report import environment as versions
 
     env = versions()
     env["cpus"] = os.cpu_count()

@@ -3,7 +3,7 @@
 Synthetic clips follow LibriSpeech test-clean's shape (log-normal durations clipped to 2-35 s,
 median 5.8 s, mean ~7.2 s; the real set: 1.3-35 s, mean 7.4 s), or the "long" profile
 (2-10 minutes, for the long-audio case). Their audio is either espeak-ng speech (whole
-sentences from `medasr.synth` separated by short pauses, padded with quiet to the drawn
+sentences from `medasr.synth.sentences` separated by short pauses, padded with quiet to the drawn
 duration, so the reference text is exact) or white noise (fast, no reference).
 
 Each clip is kept encoded (WAV bytes, or the dataset's file), so the offline benchmark's
@@ -49,7 +49,7 @@ class Clip:
         if isinstance(self.source, bytes):
             return self.source
         if self.source.startswith(("http://", "https://", "data:")):
-            from medasr.audio import load_audio
+            from medasr.audio.decode import load_audio
 
             return wav_bytes(load_audio(self.source).samples)
         return Path(self.source).read_bytes()
@@ -99,7 +99,7 @@ def from_dataset(spec: str, split: str = "test", limit: int | None = None) -> Wo
 
 
 def _measure(audio: str | bytes) -> float:
-    from medasr.audio import load_audio, local_file, probe_duration
+    from medasr.audio.decode import load_audio, local_file, probe_duration
 
     path = local_file(audio) if isinstance(audio, str) else None
     probed = probe_duration(path) if path is not None else None
@@ -142,8 +142,8 @@ def _sentence_pool(seed: int) -> list[tuple[str, np.ndarray]]:
     """Sentences and their leading 2-3 words (for the shortest clips), spoken by espeak-ng."""
     import tempfile
 
-    from medasr import synth
-    from medasr.audio import load_audio
+    from medasr.audio.decode import load_audio
+    from medasr.synth import sentences as synth
 
     texts = synth.sentences(POOL_SENTENCES, seed=seed, split="all")
     texts += [" ".join(t.split()[: 2 + i % 2]).rstrip(",;:") + "." for i, t in enumerate(texts)]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from medasr.aligner_checkpoint import DEFAULT_ALIGNER
+from medasr.model.aligner import DEFAULT_ALIGNER
 
 NAME = "align"
 HELP = "word timestamps for a transcript of an audio file (forced alignment)"
@@ -80,13 +80,13 @@ def _transcript(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medasr.align import align
-    from medasr.aligner_checkpoint import load_aligner
-    from medasr.audio import load_audio
+    from medasr.audio.decode import load_audio
+    from medasr.audio.vad import VadOptions
     from medasr.errors import DataError
-    from medasr.formats import srt, vtt
+    from medasr.model.aligner import load_aligner
+    from medasr.output.formats import srt, vtt
+    from medasr.pipeline.align import align
     from medasr.records import Segment
-    from medasr.vad import VadOptions
 
     text = _transcript(args)
     audio = load_audio(args.audio)

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medasr.checkpoint import convert
+    from medasr.model.convert import convert
 
     dst = convert(args.src, args.dst, to=args.to)
     print(f"wrote {args.to} checkpoint to {dst}")

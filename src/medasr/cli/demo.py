@@ -115,8 +115,8 @@ def _words(asr, voice: str, seed: int) -> None:
 
     import yaml
 
-    from medasr.aligner_checkpoint import DEMO_ALIGNER_DIR
     from medasr.defaults import LOW_CONFIDENCE, SAMPLE_RATE
+    from medasr.model.aligner import DEMO_ALIGNER_DIR
     from medasr.train.aligner_data import heldout_pool, heldout_templates, speak_sentences
 
     meta = yaml.safe_load((DEMO_ALIGNER_DIR / "recipe.yaml").read_text(encoding="utf-8"))

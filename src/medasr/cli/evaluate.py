@@ -88,8 +88,9 @@ def _model_id(model: str) -> str:
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)  # before torch starts its thread pool
     from medasr.errors import UserError
-    from medasr.evaluate import EvalConfig, evaluate, parse_dataset_arg
-    from medasr.prompt import normalize_language
+    from medasr.model.prompt import normalize_language
+    from medasr.scoring.evaluate import evaluate
+    from medasr.scoring.spec import EvalConfig, parse_dataset_arg
 
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--resamples", args.resamples, 1),
                              ("--limit", args.limit, 1), ("--max-new-tokens", args.max_new_tokens, 1)):
@@ -118,11 +119,12 @@ def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         from medasr.scale.cluster import connect
+        from medasr.scale.evaluate import transcribe_system
 
         with connect(ray) as settled:
-            result = evaluate(replace(cfg, ray=settled))
+            result = evaluate(replace(cfg, ray=settled), remote=transcribe_system)
     if result is not None:
-        from medasr.report import results_table
+        from medasr.scoring.report import results_table
 
         print(results_table(result))
         print(f"\nreport: {args.output_dir}/report.md (also report.json, wer.png; predictions/)")

@@ -170,14 +170,15 @@ def markdown(r: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from medasr import metrics
     from medasr.errors import UserError
+    from medasr.scoring import medical, metrics
+    from medasr.scoring.summary import summary
 
     if args.resamples < 1:
         raise UserError("--resamples must be at least 1")
     refs, hyps, caps = pair_up(read_texts(args.refs), read_texts(args.hyps))
-    terms = metrics.default_terms(args.terms)
+    terms = medical.default_terms(args.terms)
     s = metrics.score(refs, hyps, args.normalizer)
-    report = metrics.report(s, resamples=args.resamples, seed=args.seed, terms=terms, hit_token_cap=caps)
+    report = summary(s, resamples=args.resamples, seed=args.seed, terms=terms, hit_token_cap=caps)
     print(json.dumps(report, indent=2) if args.format == "json" else markdown(report))
     return 0

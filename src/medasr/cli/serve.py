@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.aligner:  # a path that is not an aligner: said now, not after the model has loaded
-        from medasr.aligner_checkpoint import require_aligner, resolve_aligner
+        from medasr.model.aligner import require_aligner, resolve_aligner
 
         require_aligner(resolve_aligner(args.aligner))
     if not args.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):

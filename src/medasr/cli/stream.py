@@ -126,7 +126,7 @@ def _blocks(args: argparse.Namespace) -> Iterator[tuple[np.ndarray | bytes, floa
                 return
             yield data, len(data) / 2 / args.rate
         return
-    from medasr.audio import stream_audio
+    from medasr.audio.decode import stream_audio
 
     n = int(SAMPLE_RATE * args.chunk_ms / 1000)
     for block in stream_audio(args.input, block_s=max(n / SAMPLE_RATE, 1.0)):
@@ -156,14 +156,14 @@ class _Pace:
 
 
 def _local(args: argparse.Namespace, display) -> None:
-    from medasr.checkpoint import load
-    from medasr.engine import Engine
+    from medasr.audio.pcm import PcmDecoder
     from medasr.errors import UserError
+    from medasr.model.checkpoint import load
+    from medasr.model.prompt import normalize_language
+    from medasr.pipeline.engine import Engine
     from medasr.pipeline.events import Completed, Delta, Failed, to_json
-    from medasr.pipeline.pcm import PcmDecoder
     from medasr.pipeline.scheduler import Scheduler
     from medasr.pipeline.session import LiveOptions, LiveSession
-    from medasr.prompt import normalize_language
 
     try:
         options = LiveOptions(
@@ -218,8 +218,8 @@ async def _remote(args: argparse.Namespace, display) -> None:
     import asyncio
     import base64
 
+    from medasr.audio.pcm import RATES, PcmDecoder, to_pcm16
     from medasr.errors import UserError
-    from medasr.pipeline.pcm import RATES, PcmDecoder, to_pcm16
 
     try:
         import openai

@@ -12,7 +12,7 @@ Writes OUT/audio/*.wav (16 kHz mono), OUT/manifest.jsonl ({"audio", "text", "dur
 and OUT/synth_config.json. Rerunning with the same options skips clips already rendered.
 Train and held-out sentences never overlap (split by a hash of the text).
 
-With --corpus: the demo model's varied corpus instead (`medasr.textsources`, docs/demo-model.md):
+With --corpus: the demo model's varied corpus instead (`medasr.synth.sources`, docs/demo-model.md):
 clinical templates and WordNet glosses and examples, spoken by espeak-ng voices, variants,
 speeds and pitches and by flite, some in a synthetic room, some with a context (the manifest's
 "prompt"), plus clips of silence and noise with empty text. Splits: train; heldout (sentences of
@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medasr import synth
     from medasr.errors import UserError
-    from medasr.lexicon import medical_terms
+    from medasr.synth import sentences as synth
+    from medasr.text.lexicon import medical_terms
 
     if args.list_voices:
         print("\n".join(synth.available_voices("en")))
@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace, voices: list[str] | None) -> int:
-    from medasr import synth, synthcorpus, textsources
     from medasr.errors import UserError
+    from medasr.synth import corpus as synthcorpus
+    from medasr.synth import sentences as synth
+    from medasr.synth import sources as textsources
 
     share = textsources.CLINICAL_SHARE if args.clinical_share is None else args.clinical_share
     if not 0 <= share <= 1 or not 0 <= args.nonspeech_share <= 1:

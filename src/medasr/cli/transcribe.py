@@ -111,11 +111,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from medasr.audio import expand_inputs
+    from medasr.audio.decode import expand_inputs
     from medasr.errors import UserError
-    from medasr.formats import EXTENSIONS, render, to_record
-    from medasr.outputs import RecordLog, input_key, unique_inputs, write_atomic
-    from medasr.prompt import normalize_language
+    from medasr.model.prompt import normalize_language
+    from medasr.output.formats import EXTENSIONS, render, to_record
+    from medasr.output.recordlog import RecordLog, input_key, unique_inputs, write_atomic
     from medasr.transcribe import load_model
 
     try:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--timestamps word is not available with --ray yet: run it without --ray")
     check_word_arguments(args)
     if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
-        from medasr.aligner_checkpoint import DEFAULT_ALIGNER, require_aligner, resolve_aligner
+        from medasr.model.aligner import DEFAULT_ALIGNER, require_aligner, resolve_aligner
 
         require_aligner(resolve_aligner(args.aligner or DEFAULT_ALIGNER))
     inputs = expand_inputs(args.audio)
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _on_ray(todo: list[str], args: argparse.Namespace, options, on_result) -> None:
     """The same transcription as a Ray Data job (medasr.scale): results come back to on_result here."""
-    from medasr.prompt import normalize_language
+    from medasr.model.prompt import normalize_language
     from medasr.scale.cluster import connect
     from medasr.scale.job import Settings, model_ref, transcribe_sources
 
@@ -266,7 +266,7 @@ class _ErrorLog:
     def append(self, source: str, t) -> None:
         import time
 
-        from medasr.outputs import RecordLog, input_key
+        from medasr.output.recordlog import RecordLog, input_key
 
         if self.log is None:  # opened at the first failure: a clean run leaves no file
             self.log = RecordLog(self.path, lambda r: f"{r['input']}\t{r['at']}")
@@ -282,7 +282,7 @@ class _ErrorLog:
 def _record_key(record: dict) -> str:
     """The input a transcripts.jsonl record is for: its resolved `input` (records of older
     versions only have the `source` as typed: resolved from here)."""
-    from medasr.outputs import input_key
+    from medasr.output.recordlog import input_key
 
     return record.get("input") or input_key(record["source"])
 
@@ -294,7 +294,7 @@ def _out_paths(out_dir: Path, sources: list[str], ext: str) -> dict[str, Path]:
     import hashlib
     from collections import Counter
 
-    from medasr.outputs import input_key
+    from medasr.output.recordlog import input_key
 
     stems = {s: Path(s.split("?")[0]).stem or "audio" for s in sources}
     clashes = Counter(stems.values())

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from medasr.engine import Result
+from medasr.pipeline.engine import Result
 from medasr.pipeline.segmenter import Plan
 from medasr.records import Segment, Transcript
 

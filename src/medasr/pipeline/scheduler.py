@@ -26,9 +26,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from medasr.engine import Engine, Request, Result
+from medasr.pipeline.decoder import Decoder
+from medasr.pipeline.engine import Engine, Request, Result
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Scheduler:
         self.wait_s = wait_s
         self.policy = policy
         self.on_iteration = on_iteration
-        self.decoder = engine.decoder(self.max_rows)
+        self.decoder = Decoder.for_engine(engine, self.max_rows)
         self.stats = _Stats()
         self._queue: list[tuple[int, int, Ticket, int]] = []
         self._seq = itertools.count()
@@ -269,7 +270,7 @@ class Scheduler:
         """After a failed forward the cache may be inconsistent: fail the rows in flight and
         start a fresh decoder."""
         lost = [(key, err) for key in self.decoder.in_flight()]
-        self.decoder = self.engine.decoder(self.max_rows)
+        self.decoder = Decoder.for_engine(self.engine, self.max_rows)
         return lost
 
     def _deliver(self, finished) -> None:
@@ -299,3 +300,40 @@ class Scheduler:
         ticket.unsettled -= n
         if ticket.unsettled == 0 and ticket.on_settled:
             ticket.on_settled(ticket)
+
+
+def run_requests(
+    engine: Engine,
+    requests: Sequence[Request],
+    batch_size: int | None = None,
+    max_new_tokens: int | None = None,
+    on_result: Callable[[int, Result], None] | None = None,
+    mode: str | None = None,
+) -> list[Result]:
+    """Transcribe a plain list of requests on a scheduler of its own, longest first, driven in
+    the calling thread; `on_result(index, result)` as each finishes; results in request order.
+
+    mode "continuous" (the engine's default): a finished row's place is taken by the next
+    request at the next step; "static": sorted batches run to completion one after the other.
+    Same texts either way.
+    """
+    if max_new_tokens is not None:
+        requests = [replace(r, max_new_tokens=max_new_tokens) for r in requests]
+    order = sorted(range(len(requests)), key=lambda i: requests[i].duration, reverse=True)
+    results: list[Result | None] = [None] * len(requests)
+    errors: list[Exception] = []
+
+    def got(k: int, res: Result | Exception) -> None:
+        if isinstance(res, Exception):
+            errors.append(res)
+            return
+        results[order[k]] = res
+        if on_result:
+            on_result(order[k], res)
+
+    scheduler = Scheduler(engine, max_rows=batch_size or engine.batch_size, policy=mode or engine.mode)
+    scheduler.submit([requests[i] for i in order], on_result=got)
+    scheduler.run_all()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]

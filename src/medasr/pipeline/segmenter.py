@@ -3,7 +3,7 @@
 Every input goes through speech detection, short clips too: a clip without speech gives an
 empty transcript and no model call. A short clip (at most `max_piece_s`) that holds speech is
 sent whole and unchanged, exactly as without the check (so answers on speech do not move); a
-longer input is cut into pieces of speech of at most `max_piece_s` (`medasr.vad`), and the
+longer input is cut into pieces of speech of at most `max_piece_s` (`medasr.audio.vad`), and the
 silence between them is never sent. Method "none" turns the check off: everything is sent,
 long inputs cut at quiet points.
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medasr.audio import describe, load_audio, local_file, probe_duration
+from medasr.audio.decode import describe, load_audio, local_file, probe_duration
+from medasr.audio.vad import Piece, VadOptions, piece_audio, pieces_and_duration, pieces_duration_peak, speech_regions
 from medasr.defaults import MAX_PIECE_S, MIN_AUDIO_S, MIN_PIECE_S, SAMPLE_RATE, VAD_METHODS
 from medasr.errors import AudioError
-from medasr.vad import Piece, VadOptions, piece_audio, pieces_and_duration, pieces_duration_peak, speech_regions
 
 PROBE_MARGIN_S = 1.0  # file headers may be slightly off: near the limit, decode and measure
 

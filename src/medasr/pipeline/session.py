@@ -35,15 +35,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medasr.audio.vad import SpeechProbabilities, VadOptions, quietest_point
 from medasr.defaults import MAX_PIECE_S, SAMPLE_RATE
-from medasr.engine import Request, Result
 from medasr.pipeline.assembler import assemble
+from medasr.pipeline.engine import Request, Result
 from medasr.pipeline.events import Cleared, Committed, Completed, Counter, Delta, Event, Failed, SpeechStarted, SpeechStopped
 from medasr.pipeline.scheduler import LIVE, Scheduler, Ticket
 from medasr.pipeline.segmenter import plan_samples, vad_options
 from medasr.pipeline.words import WordTimer, plan_clips
 from medasr.records import Transcript
-from medasr.vad import SpeechProbabilities, VadOptions, quietest_point
 
 NEG_OFFSET = 0.15  # speech ends below threshold - this (silero's hysteresis, as offline)
 END_PAD_S = 0.2  # audio kept after the last speech window (offline regions are padded the same)

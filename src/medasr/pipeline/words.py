@@ -2,7 +2,7 @@
 
 The one place every path gets words from (`ASR.transcribe`, so the CLI; the server's uploads;
 live finals): after the assembler has built a transcript, each segment's own audio and text go
-to the aligner (`medasr.align.align_clips`, pieces of at most 30 s on the recording's timeline),
+to the aligner (`medasr.pipeline.align.align_clips`, pieces of at most 30 s on the recording's timeline),
 and each aligned word gets a probability from the tokens the model generated for that segment.
 
 Probability rule (as faster-whisper and openai-whisper): the mean of the probabilities
@@ -66,7 +66,7 @@ class WordTimer:
             if self._aligner is None:
                 if self._error is not None:
                     raise self._error
-                from medasr.aligner_checkpoint import load_aligner
+                from medasr.model.aligner import load_aligner
 
                 try:
                     self._aligner = load_aligner(self.spec, device=self.device, dtype=self.dtype)
@@ -78,9 +78,9 @@ class WordTimer:
             return self._aligner
 
     def add_words(self, t: Transcript, clips: Iterable) -> Transcript:
-        """Set `t.words` (in place; returns `t`). `clips`: one `medasr.align.Clip` per segment of
+        """Set `t.words` (in place; returns `t`). `clips`: one `medasr.pipeline.align.Clip` per segment of
         `t`, in order (its own samples, its start, its text), e.g. `plan_clips`."""
-        from medasr.align import align_clips
+        from medasr.pipeline.align import align_clips
 
         t.words = []
         if not t.segments:
@@ -196,10 +196,10 @@ def word_probabilities(text: str, words: Sequence[str], tokens: Sequence[TokenLo
 
 
 def plan_clips(plan, segments: Sequence[Segment], block_s: float = 30.0) -> Iterator:
-    """One `medasr.align.Clip` per segment of the transcript assembled from `plan`: a clip sent
+    """One `medasr.pipeline.align.Clip` per segment of the transcript assembled from `plan`: a clip sent
     whole gives its whole signal; a long input's pieces are sliced from the signal in memory or
     read back from the file (streamed, `ALIGN_BATCH` pieces at a time)."""
-    from medasr.align import Clip
+    from medasr.pipeline.align import Clip
     from medasr.pipeline.segmenter import piece_samples
 
     if not segments:

@@ -4,7 +4,7 @@ The same pipeline as the local path, spread over a cluster: CPU tasks decode eac
 the segmenter (`medasr.pipeline.segmenter`: speech detection, pieces of at most 30 s), an actor
 pool holds one model per worker and runs the pieces through the engine's scheduler, and the
 driver puts each input's pieces back in order with the assembler and writes the result through
-`medasr.outputs` as soon as it is complete. Imported only with --ray: Ray is an optional
+`medasr.output.recordlog` as soon as it is complete. Imported only with --ray: Ray is an optional
 dependency (`pip install 'medasr[ray]'`).
 """
 

@@ -1,6 +1,6 @@
 """`medasr evaluate --ray`: one system's pending rows of every dataset as one Ray Data job.
 
-The rows, their records and the predictions files are `medasr.evaluate`'s: rows dropped by
+The rows, their records and the predictions files are `medasr.scoring.evaluate`'s: rows dropped by
 metadata are written at once, every other row gets the record the local path writes (its
 hypothesis, or why it was dropped, or the audio error), appended to
 `predictions/{system}__{dataset}.jsonl` by this process as each row completes. A rerun reads
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from medasr.errors import DataError
-from medasr.evaluate import ID, MAX_DURATION_S, DatasetSpec, EvalConfig, Row, Shard, _read, _record, predictions_path
-from medasr.outputs import RecordLog
+from medasr.output.recordlog import RecordLog
 from medasr.scale.job import Item, Outcome, Settings, model_ref, run
+from medasr.scoring.spec import ID, MAX_DURATION_S, DatasetSpec, EvalConfig, Row, Shard, prediction_record, predictions_path, read_utterances
 
 
 def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, list[Row]]], out_dir: Path,
@@ -23,7 +23,7 @@ def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, lis
     """Transcribe the pending `work` rows of each dataset with `model`; returns rows per dataset."""
     from tqdm import tqdm
 
-    from medasr.audio import describe
+    from medasr.audio.decode import describe
 
     options = cfg.ray
     settings = Settings(model_ref(model), options.device(cfg.device), cfg.dtype, cfg.batch_size, cfg.language,
@@ -40,14 +40,14 @@ def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, lis
     def items():
         for spec, todo in work:
             wanted = {r.id: r for r in todo}
-            for u in _read(spec, cfg.split, cfg.limit):
+            for u in read_utterances(spec, cfg.split, cfg.limit):
                 if not wanted:
                     break
                 if (row := wanted.pop(u.id, None)) is None:
                     continue
                 label = u.audio if isinstance(u.audio, str) else describe(u.audio)
                 if row.dropped:
-                    write(spec.name, _record(row, label, dropped=row.dropped))
+                    write(spec.name, prediction_record(row, label, dropped=row.dropped))
                     continue
                 meta.append((spec.name, row, label))
                 yield Item(len(meta) - 1, _readable(u.audio), u.id)
@@ -57,12 +57,12 @@ def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, lis
     def done(o: Outcome) -> None:
         dataset, row, label = meta[o.index]
         if o.load_error is not None:
-            record = _record(row, label, error=o.load_error)
+            record = prediction_record(row, label, error=o.load_error)
         elif o.dropped is not None:
-            record = _record(row, label, duration=round(o.duration, 3), dropped=o.dropped)
+            record = prediction_record(row, label, duration=round(o.duration, 3), dropped=o.dropped)
         else:
             t = o.transcript
-            record = _record(row, label, hypothesis=t.text, duration=round(o.duration, 3),
+            record = prediction_record(row, label, hypothesis=t.text, duration=round(o.duration, 3),
                              hit_token_cap=bool(t.hit_token_cap), error=t.error)
         write(dataset, record)
 

@@ -113,7 +113,7 @@ def plan_rows(row: dict, settings: Settings) -> Iterator[dict]:
     plan, duration = None, None
     try:
         if settings.decode_first:
-            from medasr.audio import load_audio
+            from medasr.audio.decode import load_audio
 
             try:
                 source = load_audio(source, name=name)
@@ -165,8 +165,9 @@ class Transcriber:
         return self.engine
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from medasr.engine import Request
         from medasr.errors import UserError
+        from medasr.pipeline.engine import Request
+        from medasr.pipeline.scheduler import run_requests
 
         s = self.settings
         rows = [i for i, k in enumerate(batch["piece"]) if k >= 0]
@@ -176,7 +177,7 @@ class Transcriber:
         out[:] = b""
         fatal = ""
         try:
-            results = self.load().run(requests) if requests else []
+            results = run_requests(self.load(), requests) if requests else []
         except UserError as err:  # a model that cannot load: told to the driver, which stops the job
             results, fatal = [], str(err)
         for i, r in zip(rows, results):
@@ -313,8 +314,8 @@ def _dataset(ray, refs: list, settings: Settings, options: RayOptions):
 def transcribe_sources(sources: list[str], settings: Settings, options: RayOptions,
                        on_result: Callable[[int, Transcript], None]) -> JobStats:
     """`medasr transcribe --ray`: files and URLs -> on_result(index in `sources`, Transcript)."""
-    from medasr.audio import describe
-    from medasr.outputs import input_key
+    from medasr.audio.decode import describe
+    from medasr.output.recordlog import input_key
 
     items = (Item(i, input_key(s), describe(s)) for i, s in enumerate(sources))  # absolute: any node can read it
     return run(items, settings, options, lambda o: on_result(o.index, o.transcript))

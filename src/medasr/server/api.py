@@ -21,14 +21,14 @@ from fastapi.responses import (
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from medasr.engine import Request as EngineRequest
-from medasr.engine import Result
 from medasr.errors import ModelLoadError
-from medasr.formats import srt, verbose_json, vtt
+from medasr.model.prompt import answer_prefix
+from medasr.output.formats import srt, verbose_json, vtt
 from medasr.pipeline.assembler import assemble
+from medasr.pipeline.engine import Request as EngineRequest
+from medasr.pipeline.engine import Result
 from medasr.pipeline.segmenter import AudioTooShort, Plan, piece_samples, plan_samples, vad_options
 from medasr.pipeline.words import plan_clips
-from medasr.prompt import answer_prefix
 from medasr.server import inputs, protocol
 from medasr.server.batcher import Batcher, Job, NotReady, QueueFull
 from medasr.server.config import ServerConfig

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from medasr.engine import Engine
+from medasr.pipeline.engine import Engine
 from medasr.server.api import router
 from medasr.server.batcher import Batcher
 from medasr.server.config import ServerConfig
@@ -22,7 +22,7 @@ from medasr.server.timeouts import ReadDeadline
 
 
 def load_engine(config: ServerConfig) -> Engine:
-    from medasr.checkpoint import load
+    from medasr.model.checkpoint import load
 
     engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
     engine.compile = config.compile

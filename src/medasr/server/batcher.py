@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from medasr.engine import Engine, Request
 from medasr.errors import UserError
+from medasr.pipeline.engine import Engine, Request
 from medasr.pipeline.scheduler import INTERACTIVE, Iteration, Scheduler, Ticket
 from medasr.pipeline.words import WordTimer
 from medasr.server.config import ServerConfig
@@ -81,7 +81,7 @@ class Batcher:
         try:
             self.engine = self._load_engine()
             if self.config.vad != "none":  # fail now, not on the first request, if it cannot run
-                from medasr.vad import load_silero
+                from medasr.audio.vad import load_silero
 
                 if self.config.vad == "silero":
                     load_silero()

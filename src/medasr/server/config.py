@@ -85,6 +85,6 @@ class ServerConfig:
             raise ValueError("--low-confidence must be between 0 and 1")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError("--max-new-tokens must be at least 1")
-        from medasr.prompt import normalize_language
+        from medasr.model.prompt import normalize_language
 
         normalize_language(self.language)  # raises ValueError naming the supported languages

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from medasr.audio import SAMPLE_RATE, decode_bytes
-from medasr.audiofile import packet_seconds
+from medasr.audio.decode import SAMPLE_RATE, decode_bytes
+from medasr.audio.ffmpeg import packet_seconds
 from medasr.errors import AudioError
-from medasr.prompt import normalize_language
+from medasr.model.prompt import normalize_language
 from medasr.server import timeouts, urls
 from medasr.server.config import ServerConfig
 from medasr.server.errors import BODY_READ, DRAIN_FACTOR, ApiError

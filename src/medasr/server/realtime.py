@@ -5,7 +5,7 @@ its partial and final decodes share batches with every other stream and upload (
 first and has rows kept for it), and its finals come from the offline path. This module only
 speaks the wire protocol (`realtime_protocol`): it checks the API key (the `Authorization`
 header, or the `openai-insecure-api-key.KEY` subprotocol browsers use), turns the client's
-session settings into `LiveOptions`, base64 PCM into 16 kHz samples (`medasr.pipeline.pcm`), and
+session settings into `LiveOptions`, base64 PCM into 16 kHz samples (`medasr.audio.pcm`), and
 the session's events into OpenAI's.
 
 Faults: a malformed or unknown event, bad base64, an unsupported format or rate, a model this
@@ -36,11 +36,11 @@ from dataclasses import dataclass, replace
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from medasr.audio.pcm import RATES, PcmDecoder
 from medasr.defaults import MIN_AUDIO_S
+from medasr.model.prompt import normalize_language
 from medasr.pipeline import events as ev
-from medasr.pipeline.pcm import RATES, PcmDecoder
 from medasr.pipeline.session import LiveOptions, LiveSession
-from medasr.prompt import normalize_language
 from medasr.server import realtime_protocol as rt
 from medasr.server.config import ServerConfig
 from medasr.server.protocol import first_error

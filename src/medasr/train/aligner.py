@@ -114,8 +114,8 @@ class AlignerRecipe:
 def init_model(recipe: AlignerRecipe):
     """The starting aligner: a trained aligner (`init` is one: a later stage), or one built on an
     ASR model (its encoder, projector, embeddings and first decoder layers; a new head)."""
-    from medasr.aligner_checkpoint import load_aligner
-    from medasr.checkpoint import is_aligner, resolve
+    from medasr.model.aligner import load_aligner
+    from medasr.model.checkpoint import is_aligner, resolve
 
     if is_aligner(resolve(recipe.init)):
         aligner = load_aligner(recipe.init, device="cpu", dtype="float32")
@@ -134,8 +134,8 @@ def init_from_asr(recipe: AlignerRecipe):
     """An aligner whose encoder, projector, embeddings and first decoder layers are the ASR model's."""
     from transformers import Qwen3ASRConfig, Qwen3ASRForTokenClassification
 
-    from medasr.checkpoint import load
-    from medasr.modelbuild import make_aligner_processor
+    from medasr.model.build import make_aligner_processor
+    from medasr.model.checkpoint import load
 
     asr = load(recipe.init, device="cpu", dtype="float32")
     d = asr.model.config.to_dict()
@@ -166,7 +166,7 @@ def init_from_asr(recipe: AlignerRecipe):
 # ---------------------------------------------------------------------------- window cache
 def _speaker(recipe: AlignerRecipe, k: int, pool: list[str]) -> list[Spoken]:
     """Speaker k's windows, made from (seed, k) alone: the same on every run and after a resume."""
-    from medasr.synth import DEFAULT_VOICES, VARIANTS
+    from medasr.synth.sentences import DEFAULT_VOICES, VARIANTS
 
     rng = random.Random(f"aligner:{recipe.seed}:{k}")
     voice = rng.choice(DEFAULT_VOICES) + rng.choice(VARIANTS)
@@ -179,7 +179,7 @@ def _speaker(recipe: AlignerRecipe, k: int, pool: list[str]) -> list[Spoken]:
 
 def _encode_window(model, processor, window: Spoken) -> dict:
     """The frozen encoder's output for one window, and its units with their times."""
-    from medasr.engine import clip_features
+    from medasr.pipeline.engine import clip_features
 
     mel, n = clip_features(processor.feature_extractor, window.samples)
     mask = torch.zeros(1, mel.shape[-1], dtype=torch.long)
@@ -217,8 +217,8 @@ def pieces(speakers: list[list[dict]], max_windows: int) -> list[tuple[int, int,
 def piece_example(speakers, piece: tuple[int, int, int], tokenizer, recipe: AlignerRecipe, rng: random.Random | None = None) -> dict:
     """Input ids (the official aligner prompt), targets and encoder output of one piece; with `rng`,
     a share `crop_fraction` of pieces is cropped (see `_crop`)."""
-    from medasr.modelbuild import TIMESTAMP
-    from medasr.prompt import AUDIO_END, AUDIO_PAD, AUDIO_START
+    from medasr.model.build import TIMESTAMP
+    from medasr.model.prompt import AUDIO_END, AUDIO_PAD, AUDIO_START
 
     k, a, n = piece
     windows = speakers[k][a : a + n]
@@ -418,7 +418,7 @@ def train_aligner(recipe: AlignerRecipe, export_only: bool = False) -> Path:
 
 def export(model, processor, recipe: AlignerRecipe, train_seconds: float, steps: int) -> None:
     """The trained aligner in the transformers format, weights in `export_dtype`, with its recipe."""
-    from medasr.aligner_checkpoint import save_aligner_transformers
+    from medasr.model.aligner import save_aligner_transformers
 
     dst = Path(recipe.export_dir)
     if dst.exists():
@@ -432,7 +432,7 @@ def export(model, processor, recipe: AlignerRecipe, train_seconds: float, steps:
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     import hashlib
 
-    from medasr.checkpoint import resolve
+    from medasr.model.checkpoint import resolve
 
     init = resolve(recipe.init) / "model.safetensors"
     meta = {

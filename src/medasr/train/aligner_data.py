@@ -1,7 +1,7 @@
 """Synthetic speech with exact word times for training and measuring forced aligners.
 
-Sentences come from `medasr.synth`'s template generator and are spoken by libespeak-ng with word
-events (`medasr.wordsynth`), so every word's start and end is known on the audio's own samples.
+Sentences come from `medasr.synth.sentences`'s template generator and are spoken by libespeak-ng with word
+events (`medasr.synth.words`), so every word's start and end is known on the audio's own samples.
 
 Held out: every `every`-th template of `synth.TEMPLATES` (`heldout_templates`). Training draws
 from the synth train split minus any sentence such a template could have made
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medasr.audio import SAMPLE_RATE
+from medasr.audio.decode import SAMPLE_RATE
 from medasr.errors import UserError
 
 WINDOW_S = 8.0  # n_window_infer (800 mel frames of 10 ms)
@@ -40,7 +40,7 @@ def _template_pattern(template: str) -> re.Pattern:
 
 def heldout_templates(every: int) -> list[str]:
     """Templates every-1, 2*every-1, ... of synth.TEMPLATES (none when every <= 0)."""
-    from medasr.synth import TEMPLATES
+    from medasr.synth.sentences import TEMPLATES
 
     return [t for i, t in enumerate(TEMPLATES) if every > 0 and i % every == every - 1]
 
@@ -51,7 +51,7 @@ def matches_any(text: str, templates: list[str]) -> bool:
 
 def training_pool(n: int, seed: int, held: list[str]) -> list[str]:
     """Synth train-split sentences, minus any sentence a held-out template could have made."""
-    from medasr import synth
+    from medasr.synth import sentences as synth
 
     pool = [s for s in synth.sentences(n, seed=seed, split="train") if not matches_any(s, held)]
     if not pool:
@@ -61,7 +61,7 @@ def training_pool(n: int, seed: int, held: list[str]) -> list[str]:
 
 def heldout_pool(n: int, held: list[str], seed: int = 2024) -> list[str]:
     """`n` sentences of the synth held-out split made by held-out templates (and by no other)."""
-    from medasr import synth
+    from medasr.synth import sentences as synth
 
     others = [t for t in synth.TEMPLATES if t not in held]
     draw = 4 * n
@@ -90,7 +90,7 @@ def speak_sentences(
     noise_dbfs: tuple[float, float] | None = None,
 ) -> Spoken:
     """`texts` spoken in turn by one voice with pauses, silence at both ends, optional white noise."""
-    from medasr.wordsynth import speak_timed
+    from medasr.synth.words import speak_timed
 
     parts, times, pos = [], [], 0
     for i, text in enumerate(texts):
@@ -119,7 +119,7 @@ def speak_windows(
 ) -> list[Spoken]:
     """`n_windows` recordings of exactly WINDOW_S, each whole sentences of one speaker: up to
     `edge_silence_s` of silence first, pauses between sentences, silence to the end."""
-    from medasr.wordsynth import speak_timed
+    from medasr.synth.words import speak_timed
 
     size = int(WINDOW_S * SAMPLE_RATE)
     tail = int(0.1 * SAMPLE_RATE)  # the last sound ends at least this far before the window's end

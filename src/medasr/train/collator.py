@@ -1,6 +1,6 @@
 """Training examples and batches: the inference prompt plus the answer, loss on the answer only.
 
-An example is the prompt the engine sends at inference (`medasr.prompt.prompt_text`, per-clip
+An example is the prompt the engine sends at inference (`medasr.model.prompt.prompt_text`, per-clip
 log-mel from the processor's feature extractor, as `engine.py` computes it) followed by the answer
 `language English<asr_text>` + text + `<|im_end|>`. Labels are -100 everywhere except on exactly
 those answer tokens, whatever the padding side: each row's answer is located from its own lengths,
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medasr.engine import clip_features
-from medasr.prompt import IM_END, answer_prefix, audio_token_count, prompt_text
+from medasr.model.prompt import IM_END, answer_prefix, audio_token_count, prompt_text
+from medasr.pipeline.engine import clip_features
 
 IGNORE = -100
 

@@ -1,6 +1,6 @@
 """Training data: dataset readers -> clean targets -> a torch Dataset of encoded examples.
 
-Targets are references in written form (`medasr.text.written_form`, the seed's normalisation);
+Targets are references in written form (`medasr.text.normalize.written_form`, the seed's normalisation);
 clips over `max_duration_s` (30 s: the seed filters them out) and empty texts are dropped and
 counted. Several datasets are concatenated, each optionally weighted (repeated or subsampled);
 the Trainer's sampler reshuffles the mix every epoch.
@@ -81,7 +81,7 @@ def clip_duration(audio: str | bytes) -> float:
         info = sf.info(io.BytesIO(audio) if isinstance(audio, (bytes, bytearray)) else str(audio))
         return info.frames / info.samplerate
     except Exception:  # containers soundfile cannot read (mp3 in old libsndfile, m4a, webm)
-        from medasr.audio import load_audio
+        from medasr.audio.decode import load_audio
 
         return load_audio(audio).duration
 
@@ -95,7 +95,7 @@ def is_nonspeech(utt: Utterance) -> bool:
 
 def targets(utterances: Iterable[Utterance], name: str, report: DataReport, max_duration_s: float) -> list[Utterance]:
     """Written-form targets; over-long clips and empty texts are dropped and counted under `name`."""
-    from medasr.text import written_form
+    from medasr.text.normalize import written_form
 
     kept: list[Utterance] = []
     long = empty = 0
@@ -197,7 +197,7 @@ def compounds(utterances: Sequence[Utterance], n: int, max_s: float, seed: int =
 
 
 def _samples(utt: Utterance):
-    from medasr.audio import load_audio
+    from medasr.audio.decode import load_audio
 
     audio = utt.audio
     if isinstance(audio, str) and not audio.startswith(("http://", "https://", "data:")):
@@ -226,7 +226,7 @@ class Augment:
     def __call__(self, samples, index: int):
         import numpy as np
 
-        from medasr.audio import SAMPLE_RATE
+        from medasr.audio.decode import SAMPLE_RATE
 
         rng = np.random.default_rng((self.seed, index))
         room = max(0.0, self.max_s - len(samples) / SAMPLE_RATE)
@@ -247,7 +247,7 @@ def _noise(rng, n: int):
     equipment hum low, not flat)."""
     import numpy as np
 
-    from medasr.audio import SAMPLE_RATE
+    from medasr.audio.decode import SAMPLE_RATE
 
     colour = rng.choice(3, p=(0.5, 0.25, 0.25))
     x = rng.normal(0, 1, n)
@@ -272,7 +272,7 @@ class SpeechDataset:
     def __getitem__(self, i: int):
         import numpy as np
 
-        from medasr.audio import SAMPLE_RATE
+        from medasr.audio.decode import SAMPLE_RATE
         from medasr.train.collator import encode
 
         item = self.utterances[i]

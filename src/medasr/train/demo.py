@@ -3,7 +3,7 @@ tests do: held-out sentences spoken by espeak-ng's default English voices at def
 pitch, transcribed, and scored by corpus WER after the seed's normalisation (lowercase,
 punctuation deleted).
 
-Sentence sets (`SETS`), none of which any training sentence comes from (`medasr.textsources`):
+Sentence sets (`SETS`), none of which any training sentence comes from (`medasr.synth.sources`):
 - heldout: sentences of the training sources (clinical templates, WordNet files) held out by a
   hash of their text;
 - templates: sentences of the held-out clinical templates;
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-DEFAULT_VOICES = ("en", "en-us")  # espeak-ng's default English voices
-ESPEAK_SPEED = 175  # espeak-ng's default words per minute
-ESPEAK_PITCH = 50  # espeak-ng's default pitch
+from medasr.synth.sentences import ESPEAK_PITCH, ESPEAK_SPEED, PLAIN_VOICES
+
 EVAL_SEED = 2024  # a sentence seed no recipe trains or validates on
 SETS = ("heldout", "templates", "documents", "independent", "legacy")
 
@@ -40,7 +39,7 @@ class DemoResult:
 
 
 def normalise(text: str) -> str:
-    from medasr.text import basic
+    from medasr.text.normalize import basic
 
     return basic(text)
 
@@ -62,7 +61,8 @@ def independent_sentences() -> list[str]:
 
 def set_sentences(name: str, n: int, seed: int = EVAL_SEED) -> list[str]:
     """`n` sentences of the evaluation set `name` (all of them for "independent")."""
-    from medasr import synth, textsources
+    from medasr.synth import sentences as synth
+    from medasr.synth import sources as textsources
 
     if name == "heldout":
         return [s.text for s in textsources.corpus(n, seed, "heldout")]
@@ -82,7 +82,7 @@ def heldout_sentences(n: int, seed: int = EVAL_SEED) -> list[str]:
 
 
 def _speak(texts: list[str], voices, tmp: str) -> tuple[list[Path], list[tuple[str, str]]]:
-    from medasr import synth
+    from medasr.synth import sentences as synth
 
     clips, meta = [], []
     for voice in voices:
@@ -97,17 +97,18 @@ def _speak(texts: list[str], voices, tmp: str) -> tuple[list[Path], list[tuple[s
 def _transcribe(asr, clips: list[Path], contexts: list[str | None]) -> list[str]:
     """Transcripts of `clips`, each with its own context, in batches (engine level: no speech
     detection, each clip whole, the language forced to English as `medasr transcribe` does)."""
-    from medasr.audio import load_audio
-    from medasr.engine import Request
+    from medasr.audio.decode import load_audio
+    from medasr.pipeline.engine import Request
+    from medasr.pipeline.scheduler import run_requests
 
     requests = [Request(load_audio(c).samples, ctx or None, "English") for c, ctx in zip(clips, contexts)]
-    return [r.text for r in asr.engine.run(requests)]
+    return [r.text for r in run_requests(asr.engine, requests)]
 
 
 def run_demo(
     model: str = "demo",
     n: int = 3,
-    voices: tuple[str, ...] | list[str] = DEFAULT_VOICES,
+    voices: tuple[str, ...] | list[str] = PLAIN_VOICES,
     seed: int = EVAL_SEED,
     device: str = "cpu",
     sentences: list[str] | None = None,
@@ -144,7 +145,8 @@ class ContextCheck:
 def drug_sentences(n: int, seed: int = EVAL_SEED) -> list[tuple[str, tuple[str, ...]]]:
     """(sentence, its held-out drug names): held-out templates whose drugs are `HELDOUT_DRUGS`,
     names no training sentence holds."""
-    from medasr import synth, textsources
+    from medasr.synth import sentences as synth
+    from medasr.synth import sources as textsources
 
     lexicon = {**synth._terms(None), "drugs": textsources.HELDOUT_DRUGS}
     templates = [t for t in textsources.HELDOUT_TEMPLATES if "{drug}" in t]
@@ -164,10 +166,10 @@ def _recalled(term: str, hypothesis: str) -> bool:
     return re.search(rf"\b{re.escape(term)}\b", normalise(hypothesis)) is not None
 
 
-def context_check(model: str = "demo", n: int = 50, voices=DEFAULT_VOICES, seed: int = EVAL_SEED,
+def context_check(model: str = "demo", n: int = 50, voices=PLAIN_VOICES, seed: int = EVAL_SEED,
                   device: str = "cpu", asr=None) -> ContextCheck:
     """Held-out drug names with and without them in the context, and an unrelated context."""
-    from medasr import textsources
+    from medasr.synth import sources as textsources
     from medasr.transcribe import load_model
 
     asr = asr or load_model(model, device=device)
@@ -200,7 +202,7 @@ def silence_clips(seed: int = EVAL_SEED) -> list[tuple[str, object]]:
     """(name, 16 kHz samples): silence, noises, hum and clicks of 5 s, and 0.2 s clips."""
     import numpy as np
 
-    from medasr.synthcorpus import NONSPEECH_KINDS, nonspeech
+    from medasr.synth.corpus import NONSPEECH_KINDS, nonspeech
 
     rng = np.random.default_rng(seed)
     clips = [("5 s digital silence", np.zeros(80_000, np.float32)),
@@ -218,7 +220,8 @@ def silence_check(model: str = "demo", device: str = "cpu", contexts=(None, "met
                   asr=None) -> list[tuple[str, str | None, str]]:
     """(clip, context, transcript) for every silence clip, without and with a context; each
     transcript should be empty. Engine level: no speech detection in front of the model."""
-    from medasr.engine import Request
+    from medasr.pipeline.engine import Request
+    from medasr.pipeline.scheduler import run_requests
     from medasr.transcribe import load_model
 
     asr = asr or load_model(model, device=device)
@@ -226,4 +229,4 @@ def silence_check(model: str = "demo", device: str = "cpu", contexts=(None, "met
     requests = [Request(samples, ctx, "English") for _, samples in clips for ctx in contexts]
     requests += [Request(samples, ctx, None) for _, samples in clips for ctx in contexts]  # language detection on
     labels = [(name, ctx) for name, _ in clips for ctx in contexts] * 2
-    return [(name, ctx, r.text) for (name, ctx), r in zip(labels, asr.engine.run(requests))]
+    return [(name, ctx, r.text) for (name, ctx), r in zip(labels, run_requests(asr.engine, requests))]

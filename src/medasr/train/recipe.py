@@ -173,7 +173,7 @@ def _set(data: dict, key: str, raw: Any, hints: dict[str, Any]) -> None:
     if current is None:
         current = {}
     if isinstance(current, str) and top == "size":
-        from medasr.modelbuild import SIZES
+        from medasr.model.build import SIZES
 
         if current not in SIZES:
             raise RecipeError(f"size: unknown size {current!r} (known: {', '.join(SIZES)})")

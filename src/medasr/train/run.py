@@ -92,7 +92,7 @@ def find_resume(recipe: Recipe) -> str | None:
 
 
 def _size(spec):
-    from medasr.modelbuild import SIZES, Size
+    from medasr.model.build import SIZES, Size
 
     if isinstance(spec, str):
         if spec not in SIZES:
@@ -111,7 +111,7 @@ def build_from_scratch(recipe: Recipe, texts: list[str], args) -> tuple[torch.nn
     """A Qwen3-ASR of `recipe.size` with a BPE tokenizer trained on the training texts."""
     from transformers import AutoTokenizer
 
-    from medasr import modelbuild
+    from medasr.model import build as modelbuild
 
     tok_dir = Path(recipe.output_dir) / TOKENIZER_DIR
     # The main process trains and saves the tokenizer; other ranks (and resumed runs) load it.
@@ -128,8 +128,8 @@ def build_from_scratch(recipe: Recipe, texts: list[str], args) -> tuple[torch.nn
 
 
 def load_pretrained(recipe: Recipe) -> tuple[torch.nn.Module, object]:
-    """Either checkpoint format via medasr.checkpoint.load, in fp32 master weights."""
-    from medasr.checkpoint import load
+    """Either checkpoint format via medasr.model.checkpoint.load, in fp32 master weights."""
+    from medasr.model.checkpoint import load
 
     loaded = load(recipe.init, device="cpu", dtype="float32")
     return loaded.model.train(), loaded.processor
@@ -364,7 +364,7 @@ def train(recipe: Recipe) -> TrainResult:
 def export_best(model, processor, recipe: Recipe, resolved: dict) -> Path:
     """The best model (the Trainer reloads it at the end) as a complete transformers checkpoint,
     plus the original qwen-asr layout on request; the recipe goes beside the weights."""
-    from medasr.checkpoint import save_original, save_transformers
+    from medasr.model.checkpoint import save_original, save_transformers
 
     if recipe.lora:
         model = model.merge_and_unload()  # a plain Qwen3-ASR again: loadable without peft

@@ -1,0 +1,397 @@
+"""Iteration-level decoding (continuous batching) for Qwen3-ASR with the real transformers model.
+
+Up to `max_rows` sequences are in flight. `admit` prefills new requests (audio encoder and
+prompt, batched among themselves) and places them beside the running ones; `step` runs one
+decode step for every running row and returns the rows that finished. A request therefore never
+waits for a whole batch: it joins at the next step, and a finished row's place is taken at once.
+
+The KV cache (`SlotCache`) is one tensor per layer and K/V of shape (rows, kv_heads, columns,
+head_dim). All rows share one column clock `t`: a decode step writes every row's new K/V at
+column t. A row's prompt is written right-aligned before the clock, at [t - L, t), so rows of
+different lengths line up; each row attends to columns [start, t] through an explicit mask, and
+its RoPE positions are its own (keys are stored already rotated), so where a row sits in the
+cache changes nothing it computes. Rows are kept dense at the front (a finished row's place is
+filled by the last row, a one-row copy), so a step computes only live rows.
+
+On CUDA the decode step can run with static shapes (`static=True`): rows bucketed to powers of
+two, the full column capacity read with a mask, writes by index tensors, so that
+`torch.compile(mode="reduce-overhead")` captures it as a CUDA graph and only a few shapes are
+ever compiled. On CPU the step reads just the columns in use.
+
+Texts are those of one-by-one decoding (tested): padding is masked, positions are per row, and
+each clip's features are computed on their own (`engine.clip_features`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from medasr.pipeline.engine import Engine, Request, Result, default_max_new_tokens
+
+PROMPT_COLUMNS = 512  # clock start for an empty cache: a 30 s prompt (~405 tokens) plus context fits before it
+COLUMN_QUANTUM = 256  # cache capacity grows in multiples of this (few distinct shapes on CUDA)
+
+
+@dataclass
+class _Row:
+    key: Hashable
+    request: Request
+    start: int  # first cache column of its prompt
+    pos: int  # position id of the next token it feeds
+    budget: int  # max new tokens
+    prompt_tokens: int
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    no_speech_prob: float | None = None
+    generator: torch.Generator | None = None
+    none_step: int = -1  # auto language: how far its answer has followed `language None` (-1: not begun)
+    min_tokens: int = 0  # the end of turn is suppressed before this many tokens (forced lengths)
+    none_prob: float = 1.0
+
+
+class SlotCache:
+    """The KV cache for rows of different lengths on one column clock; see the module doc.
+
+    transformers' attention layers call `update(key, value, layer_idx)`; what it writes and
+    returns depends on the mode set before each forward: `prefill(rows, column)` writes the new
+    rows' prompts at [column, column + L) and returns their own K/V; `decode(column, lo, hi)`
+    writes every row's one new token at `column` and returns columns [lo, hi).
+    """
+
+    is_compileable = True
+
+    def __init__(self, layers: int, rows: int, kv_heads: int, head_dim: int, columns: int, dtype, device):
+        shape = (rows, kv_heads, columns, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self._mode = "decode"
+        self._rows: torch.Tensor | None = None
+        self._column: torch.Tensor | int = 0
+        self._n = rows
+        self._lo, self._hi = 0, columns
+
+    @property
+    def columns(self) -> int:
+        return self.keys[0].shape[2]
+
+    @property
+    def rows(self) -> int:
+        return self.keys[0].shape[0]
+
+    def prefill(self, rows: torch.Tensor, column: int) -> None:
+        self._mode, self._rows, self._column = "prefill", rows, column
+
+    def decode(self, column: torch.Tensor, n: int, lo: int, hi: int) -> None:
+        self._mode, self._column, self._n, self._lo, self._hi = "decode", column, n, lo, hi
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args, **kwargs):
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self._mode == "prefill":
+            c = self._column
+            k[self._rows, :, c : c + key.shape[2]] = key
+            v[self._rows, :, c : c + key.shape[2]] = value
+            return key, value
+        n = self._n
+        k[:n].index_copy_(2, self._column, key)
+        v[:n].index_copy_(2, self._column, value)
+        return k[:n, :, self._lo : self._hi], v[:n, :, self._lo : self._hi]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._hi
+
+    def shift(self, by: int) -> None:
+        """Move every row's columns by `by` (negative: left), keeping the capacity."""
+        cols = self.columns
+        for t in (*self.keys, *self.values):
+            if by > 0:
+                t[:, :, by:] = t[:, :, : cols - by].clone()
+            elif by < 0:
+                t[:, :, : cols + by] = t[:, :, -by:].clone()
+
+    def grow(self, columns: int) -> None:
+        def wider(t):
+            out = t.new_zeros((t.shape[0], t.shape[1], columns, t.shape[3]))
+            out[:, :, : t.shape[2]] = t
+            return out
+
+        self.keys = [wider(t) for t in self.keys]
+        self.values = [wider(t) for t in self.values]
+
+    def move_row(self, src: int, dst: int) -> None:
+        for t in (*self.keys, *self.values):
+            t[dst] = t[src]
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+class Decoder:
+    """Sequences in flight on one model; `admit` new ones, `step` all of them (module doc).
+
+    static: CUDA-graph-friendly decode steps (bucketed rows, full-capacity reads); compile: wrap
+    the decode step in torch.compile (static shapes implied); compile_options: torch.compile's
+    arguments (default: CUDA graphs, `mode="reduce-overhead"`).
+    """
+
+    def __init__(self, engine: Engine, max_rows: int = 16, static: bool = False, compile: bool = False,
+                 compile_options: dict | None = None):  # fmt: skip
+        self.engine = engine
+        self.model = engine.model
+        self.max_rows = max_rows
+        self.static = static or compile
+        self.cache: SlotCache | None = None
+        self.rows: list[_Row] = []
+        self.t = PROMPT_COLUMNS  # the column clock
+        self.stats = engine.stats  # shared by all decoders of the engine
+        text = self.model.config.text_config
+        self._shape = (text.num_hidden_layers, text.num_key_value_heads, getattr(text, "head_dim", None)
+                       or text.hidden_size // text.num_attention_heads)  # fmt: skip
+        self._lm = self.model.model.language_model
+        self._step_fn = self._decode_forward
+        if compile:
+            options = compile_options or {"mode": "reduce-overhead"}
+            self._step_fn = torch.compile(self._decode_forward, dynamic=False, **options)
+
+    @classmethod
+    def for_engine(cls, engine: Engine, max_rows: int | None = None) -> Decoder:
+        """A fresh decoder on the engine's model: static shapes on CUDA (for CUDA graphs),
+        compiled when the engine asks for it."""
+        cuda = engine.device.type == "cuda"
+        return cls(engine, max_rows=max_rows or engine.batch_size, static=cuda, compile=cuda and engine.compile)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> int:
+        return len(self.rows)
+
+    @property
+    def free(self) -> int:
+        return self.max_rows - len(self.rows)
+
+    def in_flight(self) -> list[Hashable]:
+        return [r.key for r in self.rows]
+
+    @torch.inference_mode()  # moving cache rows writes inference tensors
+    def drop(self, keys: set) -> int:
+        """Stop decoding the rows with these keys (their clients left); returns how many."""
+        gone = [i for i, r in enumerate(self.rows) if r.key in keys]
+        for i in reversed(gone):
+            self._remove(i)
+        return len(gone)
+
+    # ------------------------------------------------------------------ admit
+    @torch.inference_mode()
+    def admit(self, items: Sequence[tuple[Hashable, Request]]) -> list[tuple[Hashable, Result]]:
+        """Prefill `items` (at most `free` of them) and add them to the running rows.
+
+        Returns the ones already finished by their first token (an immediate end of turn, or a
+        budget of one token)."""
+        if not items:
+            return []
+        if len(items) > self.free:
+            raise ValueError(f"{len(items)} requests for {self.free} free rows")
+        engine = self.engine
+        requests = [r for _, r in items]
+        feats, ids, attention = engine.prompts(requests)
+        b, width = ids.shape
+        self._ensure_cache(width)
+        if not self.rows:
+            self.t = max(PROMPT_COLUMNS, width)
+        elif self.t < width:  # a prompt longer than the clock allows: make room on the left
+            by = width - self.t
+            self._ensure_columns(self.t + by + 1)
+            self.cache.shift(by)
+            for r in self.rows:
+                r.start += by
+            self.t += by
+        first = len(self.rows)
+        slots = torch.arange(first, first + b, device=engine.device)
+        column = self.t - width
+        pad = (attention == 0).sum(dim=1)
+        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        mask = self._prefill_mask(attention)
+        self.cache.prefill(slots, column)
+        with engine.timed():
+            # the prompts' audio placeholders get the audio embeddings (as the model's own forward
+            # does), encoded without padding clips to one another (Engine.encode_audio)
+            embeds = self._lm.embed_tokens(ids)
+            audio = engine.encode_audio(feats)
+            embeds[ids == self.model.config.audio_token_id] = audio.to(embeds.dtype)
+            hidden = self._lm(
+                inputs_embeds=embeds, attention_mask={"full_attention": mask}, position_ids=positions,
+                cache=self.cache, use_cache=True,
+            ).last_hidden_state  # fmt: skip
+        self.stats.computed += b * width
+        self.stats.useful += int(attention.sum())
+        self.stats.prefills += 1
+        logits = self.model.lm_head(hidden[:, -1]).float()
+        new_rows = []
+        for i, (key, req) in enumerate(items):
+            forced = engine.forced_length(req.duration) if engine.forced_length else 0
+            row = _Row(
+                key, req, start=column + int(pad[i]), pos=width - int(pad[i]),
+                budget=forced or req.max_new_tokens or default_max_new_tokens(req.duration),
+                prompt_tokens=width - int(pad[i]), generator=_generator(req), min_tokens=forced,
+            )  # fmt: skip
+            slot = engine.language_slot(req)
+            if slot is not None:  # forced language: the prompt's own positions give the score
+                offset, shared = slot
+                at = width - 1 - offset
+                path = self.model.lm_head(hidden[i, at : at + shared + 1]).float()
+                row.no_speech_prob = round(math.prod(engine.none_path(path[j], j) for j in range(shared + 1)), 6)
+            new_rows.append(row)
+        self.rows.extend(new_rows)
+        self._pick(list(range(first, first + b)), logits)
+        return self._collect_finished()
+
+    def _prefill_mask(self, attention: torch.Tensor) -> torch.Tensor:
+        """(b, 1, L, L) additive mask: causal, no padding keys; padding queries see themselves
+        (a fully masked row would give NaN, and NaN times a zero weight is still NaN)."""
+        b, width = attention.shape
+        causal = torch.ones(width, width, dtype=torch.bool, device=attention.device).tril()
+        allowed = causal[None] & attention.bool()[:, None, :]
+        allowed |= torch.eye(width, dtype=torch.bool, device=attention.device)[None]
+        return self._additive(allowed[:, None])
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        dtype = self.engine.dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    # ------------------------------------------------------------------ step
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Hashable, Result]]:
+        """One decode step for every running row; returns the rows that finished."""
+        if not self.rows:
+            return []
+        self._ensure_columns(self.t + 1)
+        n = len(self.rows)
+        device = self.engine.device
+        rows = _bucket(n) if self.static else n
+        rows = min(rows, self.cache.rows)
+        tokens = torch.full((rows,), self.engine.pad_id, dtype=torch.long)
+        positions = torch.zeros((rows,), dtype=torch.long)
+        starts = torch.full((rows,), self.t, dtype=torch.long)  # padding rows see only their own column
+        for i, r in enumerate(self.rows):
+            tokens[i], positions[i], starts[i] = r.tokens[-1], r.pos, r.start
+        if self.static:
+            lo, hi = 0, self.cache.columns
+        else:
+            lo, hi = min(r.start for r in self.rows), self.t + 1
+        cols = torch.arange(lo, hi)
+        allowed = (cols[None, :] >= starts[:, None]) & (cols[None, :] <= self.t)
+        mask = self._additive(allowed[:, None, None, :].to(device))
+        column = torch.tensor([self.t], device=device)
+        self.cache.decode(column, rows, lo, hi)
+        with self.engine.timed():
+            logits = self._step_fn(tokens.to(device)[:, None], positions.to(device)[:, None], mask)
+        self.t += 1
+        self.stats.computed += rows
+        self.stats.useful += n
+        self.stats.steps += 1
+        for r in self.rows:
+            r.pos += 1
+        self._pick(list(range(n)), logits[:n].float())
+        return self._collect_finished()
+
+    def _decode_forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        embeds = self._lm.embed_tokens(tokens)
+        hidden = self._lm(
+            inputs_embeds=embeds, attention_mask={"full_attention": mask}, position_ids=positions,
+            cache=self.cache, use_cache=True,
+        ).last_hidden_state  # fmt: skip
+        return self.model.lm_head(hidden[:, -1])
+
+    # ------------------------------------------------------------------ tokens
+    def _pick(self, indices: list[int], logits: torch.Tensor) -> None:
+        """Choose each row's next token (greedy, or sampled at its temperature) and keep its log-prob."""
+        early = [j for j, i in enumerate(indices) if len(self.rows[i].tokens) < self.rows[i].min_tokens]
+        if early:  # forced lengths: no end of turn yet
+            logits[torch.tensor(early)[:, None], torch.tensor(sorted(self.engine.eos_ids))[None, :]] = float("-inf")
+        logprobs = torch.log_softmax(logits, dim=-1)
+        greedy = logits.argmax(dim=-1).tolist()
+        for j, i in enumerate(indices):
+            r = self.rows[i]
+            token = greedy[j]
+            if r.request.temperature > 0:
+                probs = torch.softmax(logits[j] / r.request.temperature, dim=-1).cpu()
+                token = int(torch.multinomial(probs, 1, generator=r.generator))
+            if r.no_speech_prob is None and r.request.language is None:
+                self._follow_none(r, logits[j], token)
+            r.tokens.append(token)
+            r.logprobs.append(float(logprobs[j, token]))
+        self.stats.tokens += len(indices)
+
+    def _follow_none(self, r: _Row, logits: torch.Tensor, token: int) -> None:
+        """Auto language: once the answer has written `language`, multiply up the probability
+        of ` None` along the answer until it parts from it (Engine's no-speech score)."""
+        engine = self.engine
+        if r.none_step < 0:
+            if r.tokens != engine._language_head or not engine._none:
+                return
+            r.none_step = 0
+        r.none_prob *= engine.none_path(logits, r.none_step)
+        if token == engine._none[r.none_step] and r.none_step + 1 < len(engine._none):
+            r.none_step += 1
+        else:
+            r.no_speech_prob = round(r.none_prob, 6)
+
+    def _collect_finished(self) -> list[tuple[Hashable, Result]]:
+        done = []
+        for i in reversed(range(len(self.rows))):
+            r = self.rows[i]
+            ended = r.tokens[-1] in self.engine.eos_ids
+            if ended or len(r.tokens) >= r.budget:
+                done.append((r.key, self.engine.result(r.request, r.tokens, r.logprobs, r.budget, r.prompt_tokens,
+                                                        r.no_speech_prob)))  # fmt: skip
+                self._remove(i)
+        done.reverse()
+        return done
+
+    def _remove(self, i: int) -> None:
+        last = len(self.rows) - 1
+        if i != last:
+            self.cache.move_row(last, i)
+            self.rows[i] = self.rows[last]
+        self.rows.pop()
+        if not self.rows:
+            self.t = PROMPT_COLUMNS
+
+    # ------------------------------------------------------------------ memory
+    def _ensure_cache(self, width: int) -> None:
+        if self.cache is None:
+            layers, kv_heads, head_dim = self._shape
+            columns = _round_up(max(PROMPT_COLUMNS, width) + 128, COLUMN_QUANTUM)
+            self.cache = SlotCache(layers, self.max_rows, kv_heads, head_dim, columns, self.engine.dtype, self.engine.device)
+        self._ensure_columns(max(self.t, width) + 1)
+
+    def _ensure_columns(self, needed: int) -> None:
+        """Make column `needed - 1` writable: first reclaim the columns no row reads any more,
+        then grow."""
+        if needed <= self.cache.columns:
+            return
+        if self.rows:
+            lo = min(r.start for r in self.rows)
+            if lo > 0 and needed - lo <= self.cache.columns:
+                self.cache.shift(-lo)
+                for r in self.rows:
+                    r.start -= lo
+                self.t -= lo
+                return
+        self.cache.grow(_round_up(max(needed, self.cache.columns * 3 // 2), COLUMN_QUANTUM))
+
+
+def _round_up(n: int, q: int) -> int:
+    return -(-n // q) * q
+
+
+def _generator(request: Request) -> torch.Generator | None:
+    if request.temperature <= 0:
+        return None
+    g = torch.Generator()
+    g.manual_seed(request.seed if request.seed is not None else torch.seed())
+    return g
