@@ -13,5 +13,19 @@ MIN_PIECE_S = 0.1  # a piece of a long recording shorter than this (a rounding t
 VAD_METHODS = ("silero", "energy", "none")  # speech detection: model, loudness, or off
 DEFAULT_VAD = "silero"
 DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"  # word timestamps (forced alignment), loaded only when asked for
+
+
+def default_aligner(model: str | Path) -> str:
+    """The aligner for word timestamps when none is named: the bundled demo aligner with the
+    bundled demo model (both offline, both trained on espeak-ng speech), else DEFAULT_ALIGNER."""
+    name = str(model)
+    return "demo" if name == "demo" or Path(name).resolve() == (ASSETS / "demo").resolve() else DEFAULT_ALIGNER
+
+
 TIMESTAMPS = ("segment", "word")  # granularities: segments always; "word" runs the forced aligner too
+# A context (the system turn: hotwords, prior notes) longer than this many tokens is refused
+# before any model call: it is held in every step's attention and in the KV cache of its row, and
+# a long one makes the prefill's attention quadratic in memory (docs/limits.md measures it).
+# Qwen3-ASR's window (65,536 positions) holds it with a 30 s piece (~405 tokens) and 512 new tokens.
+MAX_CONTEXT_TOKENS = 2048
 LOW_CONFIDENCE = 0.5  # a word whose probability is below this is marked for review (`low_confidence`)

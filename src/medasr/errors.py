@@ -23,5 +23,17 @@ class DataError(UserError):
     """A dataset, manifest or text file that is missing or malformed."""
 
 
+class BadContext(UserError):
+    """A context (prompt, hotwords) the model cannot be given: not valid Unicode text."""
+
+    code = "invalid_context"
+
+
+class ContextTooLong(BadContext):
+    """A context longer than the context limit (`--max-context-tokens`)."""
+
+    code = "context_too_long"
+
+
 class AlignmentError(UserError):
     """A transcript that cannot be aligned to its audio (too long for it, no speech, unsupported language)."""

@@ -27,7 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from medasr.audio.decode import describe
-from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, DEFAULT_VAD, MAX_PIECE_S, MIN_PIECE_S, SAMPLE_RATE, TIMESTAMPS, VAD_METHODS
+from medasr.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_VAD,
+    MAX_CONTEXT_TOKENS,
+    MAX_PIECE_S,
+    MIN_PIECE_S,
+    SAMPLE_RATE,
+    TIMESTAMPS,
+    VAD_METHODS,
+    default_aligner,
+)
 from medasr.errors import AudioError
 from medasr.model.checkpoint import Loaded, load
 from medasr.model.prompt import normalize_language
@@ -55,15 +65,16 @@ class _Job:
 class ASR:
     """A loaded model with its engine and scheduler. Create it with `load_model`."""
 
-    def __init__(self, loaded: Loaded, batch_size: int = 16):
+    def __init__(self, loaded: Loaded, batch_size: int = 16, max_context_tokens: int = MAX_CONTEXT_TOKENS):
         self.loaded = loaded
-        self.engine = Engine(loaded, batch_size=batch_size)
+        self.engine = Engine(loaded, batch_size=batch_size, max_context_tokens=max_context_tokens)
         self._timers: dict[str, WordTimer] = {}  # forced aligners, loaded when words are first asked for
 
     def word_timer(self, aligner=None) -> WordTimer:
         """The word stage for `aligner` (hub id, directory, "demo" or a LoadedAligner; None: the
-        default), loaded once per model object and kept for later calls."""
-        aligner = DEFAULT_ALIGNER if aligner is None else aligner
+        default for this model, `medasr.defaults.default_aligner`), loaded once per model object
+        and kept for later calls."""
+        aligner = default_aligner(self.loaded.path) if aligner is None else aligner
         key = aligner if isinstance(aligner, str) else f"object:{id(aligner)}"
         if key not in self._timers:
             self._timers[key] = WordTimer(aligner, device=str(self.loaded.device), dtype=_dtype_name(self.loaded.dtype))
@@ -93,7 +104,8 @@ class ASR:
         """Transcribe one source or a list of them (paths, URLs, bytes, base64, (array, rate)).
 
         language: "English" (default, forced), another language name or code, or "auto" to let
-        the model detect it. context: free text for the system turn (hotwords such as drug names).
+        the model detect it. context: free text for the system turn (hotwords such as drug names),
+        at most `engine.max_context_tokens` tokens (ContextTooLong otherwise, before any work).
         errors: "raise" stops at the first bad input with an AudioError; "keep" returns a
         Transcript with `error` (and `error_code`) set for it and transcribes the others.
         on_result(index, transcript) is called as each input's transcript is ready.
@@ -103,7 +115,8 @@ class ASR:
         feed_s: audio seconds of long-input pieces handed over at a time (bounds memory).
         timestamps: "segment" (default) or "word": each transcript also gets `words` (start, end,
         probability) from a forced aligner (`aligner`: hub id, directory or "demo"; default
-        `medasr.defaults.DEFAULT_ALIGNER`), loaded on first use and kept by this object. A
+        `medasr.defaults.default_aligner(model)`: "demo" for the demo model, else
+        Qwen/Qwen3-ForcedAligner-0.6B), loaded on first use and kept by this object. A
         transcript whose words cannot be had keeps its text, with `words == []` and a warning in
         `warnings`; an aligner that cannot be loaded raises ModelLoadError before any work.
         """
@@ -113,6 +126,7 @@ class ASR:
             raise ValueError(f"temperature must be between 0 and 2, not {temperature}")
         if timestamps not in TIMESTAMPS:
             raise ValueError(f"timestamps must be one of {', '.join(map(repr, TIMESTAMPS))}, not {timestamps!r}")
+        self.engine.check_context(context)
         timer = self.word_timer(aligner) if timestamps == "word" else None
         if timer is not None:
             timer.load()  # a bad aligner is an error now, not after the transcription
@@ -208,6 +222,8 @@ def _dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> ASR:
-    """Load Qwen3-ASR from a hub id, a local directory (either checkpoint format) or "demo"."""
-    return ASR(load(model, device=device, dtype=dtype), batch_size=batch_size)
+def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+               max_context_tokens: int = MAX_CONTEXT_TOKENS) -> ASR:  # fmt: skip
+    """Load Qwen3-ASR from a hub id, a local directory (either checkpoint format) or "demo".
+    max_context_tokens: the longest context (prompt, hotwords) a request may carry."""
+    return ASR(load(model, device=device, dtype=dtype), batch_size=batch_size, max_context_tokens=max_context_tokens)

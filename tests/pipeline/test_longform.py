@@ -19,6 +19,7 @@ from medasr import transcribe as transcribe_module
 from medasr.audio import vad
 from medasr.audio.decode import SAMPLE_RATE, load_audio
 from medasr.pipeline import segmenter
+from medasr.pipeline.decoder import Decoder
 from medasr.pipeline.scheduler import Scheduler, run_requests
 from medasr.transcribe import load_model
 
@@ -177,20 +178,13 @@ def test_streamed_file_equals_decoded_bytes_and_pieces_share_batches(asr, two_mi
     """A file streamed from disk and the same file given as bytes (decoded whole) give the same
     transcript; the pieces of both, and a short clip, are batched together by one engine."""
     sizes: list[list[int]] = []  # the groups the decoder admitted together
-    real_decoder = asr.engine.decoder
+    real_admit = Decoder.admit
 
-    def spying_decoder(*args, **kwargs):
-        decoder = real_decoder(*args, **kwargs)
-        real_admit = decoder.admit
+    def admit(self, items):  # a spy: records the groups, the real decoder admits them
+        sizes.append([len(r.samples) for _, r in items])
+        return real_admit(self, items)
 
-        def admit(items):
-            sizes.append([len(r.samples) for _, r in items])
-            return real_admit(items)
-
-        decoder.admit = admit
-        return decoder
-
-    monkeypatch.setattr(asr.engine, "decoder", spying_decoder)
+    monkeypatch.setattr(Decoder, "admit", admit)
     clip = str(speech_clips[1])
     streamed, from_bytes, short = asr.transcribe([str(two_minutes), two_minutes.read_bytes(), clip], max_new_tokens=TOKENS, batch_size=3)
     _check_timeline(streamed, sf.info(two_minutes).duration)

@@ -51,6 +51,9 @@ class SlowEngine:
     def decoder(self, max_rows: int):
         return SlowDecoder(self, max_rows)
 
+    def check_context(self, context) -> None:  # the real engine's rule is tested with the real engine
+        pass
+
     @property
     def seen(self) -> set[int]:
         return {n for b in self.batches for n in b}
@@ -114,7 +117,7 @@ def serve(engine: SlowEngine, **options):
     """A server whose model is the stand-in engine, ready to answer. Speech detection is off
     unless asked for: the stand-in's clips are tones, which hold no speech."""
     options.setdefault("vad", "none")
-    app = create_app(ServerConfig(model="stand-in", **options), engine_loader=lambda: engine)
+    app = create_app(ServerConfig(model="stand-in", **options), engine_loader=lambda: engine, decoder_factory=engine.decoder)
     with serve_app(app) as base:
         for _ in range(200):
             with contextlib.suppress(httpx.HTTPError):
@@ -276,12 +279,13 @@ def test_batching_metrics_are_exported():
 
 def test_not_ready_until_the_model_is_loaded():
     release = threading.Event()
+    engine = SlowEngine(0.0)
 
     def slow_load():
         release.wait(10)
-        return SlowEngine(0.0)
+        return engine
 
-    app = create_app(ServerConfig(model="stand-in", vad="none"), engine_loader=slow_load)
+    app = create_app(ServerConfig(model="stand-in", vad="none"), engine_loader=slow_load, decoder_factory=engine.decoder)
     with serve_app(app) as base, contextlib.ExitStack() as cleanup:
         cleanup.callback(release.set)
         assert httpx.get(base + "/health").status_code == 200

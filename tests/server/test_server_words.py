@@ -92,11 +92,25 @@ def test_alignment_failure_keeps_the_text(client, clip):
     assert got.text and body["words"] == [] and "Polish" in body["warnings"][0]
 
 
-def test_default_aligner_loads_lazily(speech_clips, tmp_path):
-    """Without --aligner the server starts without one; the first request for words tries the
-    default (not on this machine, no hub: 503 with the reason), other requests are served."""
+def test_the_demo_model_times_words_with_the_demo_aligner_by_default(speech_clips, tmp_path):
+    """`medasr serve --model demo` without --aligner: the bundled demo aligner goes with the
+    bundled model, loaded on the first request for words (no hub needed)."""
     env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    with running_server(["--model", "demo", "--device", "cpu", "--max-new-tokens", "8"], env=env) as base:
+    with running_server(["--model", "demo", "--device", "cpu"], env=env) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
+        got = upload(client, speech_clips[0], response_format="verbose_json", timestamp_granularities=["word"])
+        words = got.model_dump()["words"]
+        assert words and all(w["end"] >= w["start"] >= 0 for w in words)
+        assert " ".join(w["word"] for w in words).split() == got.text.split()
+
+
+def test_default_aligner_loads_lazily(tiny_model, speech_clips, tmp_path):
+    """Without --aligner the server starts without one; the first request for words tries the
+    default (the hub's aligner for any model but the demo: not on this machine, no hub: 503 with
+    the reason), other requests are served."""
+    env = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    args = ["--model", str(tiny_model["transformers"]), "--served-model-name", "demo", "--device", "cpu", "--max-new-tokens", "8"]
+    with running_server(args, env=env) as base:
         client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0, timeout=120)
         for _ in range(2):  # the failure is kept: said again at once
             with pytest.raises(openai.APIStatusError) as err:

@@ -5,8 +5,10 @@ recordings when the aligner was exported (docs/alignment.md), with a margin."""
 
 from __future__ import annotations
 
-import random
+import pickle
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from medasr.output.formats import srt
 from medasr.output.subtitles import MAX_CUE_S, MAX_LINE_CHARS, MAX_LINES
 from medasr.pipeline.align import align, align_pieces
 from medasr.records import Segment
-from medasr.train.aligner_data import heldout_pool, heldout_templates, speak_sentences
+from medasr.train.aligner_data import heldout_pool, heldout_templates
 
 # Measured when the shipped aligner was exported (docs/alignment.md), raw output: dictation 1427 ms
 # (its first 25 s piece is placed up to 5 s early; spreading the words gives 433 ms on it), the
@@ -42,11 +44,25 @@ def demo():
     return load_aligner("demo", device="cpu")
 
 
+# libespeak-ng's samples depend on what it spoke before in the same process (a static pitch-flutter
+# counter in its wave generator), so the dictation the thresholds were measured on is spoken by a
+# fresh process: the same recording whichever tests ran before.
+_SPEAK = """
+import pickle, random, sys
+from medasr.train.aligner_data import speak_sentences
+texts = sys.stdin.read().split("\\n")
+spoken = speak_sentences(texts, random.Random(7), "en-us", 175, 50, pause_s=(0.8, 2.5), edge_silence_s=0.5)
+sys.stdout.buffer.write(pickle.dumps(spoken))
+"""
+
+
 @pytest.fixture(scope="module")
 def dictation():
     """Ten held-out sentences dictated with 0.8-2.5 s pauses (~50 s), with every word's time."""
     texts = heldout_pool(10, _held(), seed=7)
-    return speak_sentences(texts, random.Random(7), "en-us", 175, 50, pause_s=(0.8, 2.5), edge_silence_s=0.5)
+    run = subprocess.run([sys.executable, "-c", _SPEAK], input="\n".join(texts).encode(), capture_output=True, check=False)
+    assert run.returncode == 0, run.stderr.decode()
+    return pickle.loads(run.stdout)
 
 
 def _errors_ms(words, times) -> list[float]:

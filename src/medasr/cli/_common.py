@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, LOW_CONFIDENCE, TIMESTAMPS
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_MODEL, LOW_CONFIDENCE, MAX_CONTEXT_TOKENS, TIMESTAMPS
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,12 +43,24 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
         help="force the language (name or code, default: English), or 'auto' to let the model detect it",
     )
     g.add_argument("--context", default=None, help="context text for the prompt, e.g. hotwords such as drug names")
+    add_context_limit_argument(g)
     g.add_argument("--batch-size", type=int, default=16, help="clips per model batch (default: 16)")
     g.add_argument(
         "--max-new-tokens",
         type=int,
         default=None,
         help="cap on generated tokens per clip (default: grows with the audio duration, at most 512)",
+    )
+
+
+def add_context_limit_argument(g) -> None:
+    g.add_argument(
+        "--max-context-tokens",
+        type=int,
+        default=MAX_CONTEXT_TOKENS,
+        metavar="N",
+        help="longest context (prompt, hotwords) in tokens; a longer one is refused before any model call "
+        f"(default: {MAX_CONTEXT_TOKENS})",
     )
 
 
@@ -113,7 +125,7 @@ def add_word_arguments(p: argparse.ArgumentParser, live: bool = False) -> None:
         default=None,
         metavar="MODEL",
         help="forced aligner for --timestamps word: hub id, local directory (qwen-asr or transformers format) "
-        f"or 'demo'; loaded only when words are asked for (default: {DEFAULT_ALIGNER})",
+        f"or 'demo'; loaded only when words are asked for (default: 'demo' with --model demo, else {DEFAULT_ALIGNER})",
     )
     g.add_argument(
         "--low-confidence",

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from medasr.cli._common import add_model_arguments, set_threads
-from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, VAD_METHODS
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, MAX_CONTEXT_TOKENS, VAD_METHODS
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible transcription API and a web page"
@@ -77,13 +77,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time a client has to send a request's headers, and then its body (one more second per "
                    f"{MIN_RATE // 1024} kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
+    g.add_argument("--max-context-tokens", type=int, default=MAX_CONTEXT_TOKENS, metavar="N",
+                   help="longest prompt / context in tokens (uploads, chat, live sessions); longer: 400 context_too_long "
+                   f"or an error event, before any model call (default: {MAX_CONTEXT_TOKENS}; docs/limits.md)")  # fmt: skip
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
     g = p.add_argument_group("word timestamps")
     g.add_argument("--aligner", default=None, metavar="MODEL",
                    help="forced aligner for timestamp_granularities[]=word: hub id, directory or 'demo'. Given, it is "
-                   "loaded at start-up with the model (a bad one stops the server); not given, "
-                   f"{DEFAULT_ALIGNER} is loaded on the first request that asks for words (if it cannot be, such "
+                   "loaded at start-up with the model (a bad one stops the server); not given, 'demo' with --model "
+                   f"demo, else {DEFAULT_ALIGNER}, is loaded on the first request that asks for words (if it cannot be, such "
                    "requests get 503 aligner_not_available)")  # fmt: skip
     g.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE, metavar="P",
                    help=f"words whose probability is below P are marked low_confidence (default: {LOW_CONFIDENCE})")
@@ -94,6 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a live session ends after this many seconds (default: 3600, as OpenAI)")
     g.add_argument("--realtime-idle-timeout-s", type=float, default=120.0,
                    help="a live session ends after this many seconds without a client event (default: 120)")
+    g.add_argument("--realtime-send-timeout-s", type=float, default=10.0,
+                   help="a client that takes no event from the server for this long is not reading: its session is "
+                   "closed and freed (default: 10)")
+    g.add_argument("--realtime-send-queue", type=int, default=256,
+                   help="events waiting for one client; one more and it is closed as not reading (default: 256)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, allow_private_urls=args.allow_private_urls,
         url_timeout_s=args.url_timeout_s, realtime_max_sessions=args.realtime_max_sessions,
         realtime_max_session_s=args.realtime_max_session_s, realtime_idle_timeout_s=args.realtime_idle_timeout_s,
-        aligner=args.aligner, low_confidence=args.low_confidence,
+        realtime_send_timeout_s=args.realtime_send_timeout_s, realtime_send_queue=args.realtime_send_queue,
+        max_context_tokens=args.max_context_tokens, aligner=args.aligner, low_confidence=args.low_confidence,
     )  # fmt: skip
     try:
         config.check()

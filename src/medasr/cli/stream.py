@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from medasr.cli._common import add_model_arguments, add_word_arguments, check_word_arguments
+from medasr.cli._common import add_context_limit_argument, add_model_arguments, add_word_arguments, check_word_arguments
 from medasr.defaults import DEFAULT_MODEL, DEFAULT_VAD, SAMPLE_RATE, VAD_METHODS
 
 NAME = "stream"
@@ -72,6 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("transcription")
     g.add_argument("--language", default="English", help="language (name or code) or 'auto' (default: English)")
     g.add_argument("--context", default=None, help="context text for the prompt, e.g. hotwords such as drug names")
+    add_context_limit_argument(g)
     g.add_argument("--max-new-tokens", type=int, default=None, help="token cap per decode, local only (default: grows with the audio)")
     g.add_argument("--vad", default=DEFAULT_VAD, choices=VAD_METHODS,
                    help="speech detection inside each utterance's final, as `medasr transcribe --vad`, local only (default: silero)")
@@ -176,10 +177,10 @@ def _local(args: argparse.Namespace, display) -> None:
         raise UserError(str(err)) from None
     timer = None
     if options.words:
-        from medasr.defaults import DEFAULT_ALIGNER
+        from medasr.defaults import default_aligner
         from medasr.pipeline.words import WordTimer
 
-        timer = WordTimer(args.aligner or DEFAULT_ALIGNER, device=args.device, dtype=args.dtype)
+        timer = WordTimer(args.aligner or default_aligner(args.model), device=args.device, dtype=args.dtype)
         timer.load()  # a bad --aligner is an error before the stream starts
 
     def on_event(e) -> None:
@@ -193,7 +194,7 @@ def _local(args: argparse.Namespace, display) -> None:
         elif isinstance(e, Failed):
             display.failed(e.item_id, e.message)
 
-    scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype)))
+    scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype), max_context_tokens=args.max_context_tokens))
     scheduler.start()
     try:
         session = LiveSession(scheduler, options, on_event, words=timer)

@@ -131,9 +131,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--timestamps word is not available with --ray yet: run it without --ray")
     check_word_arguments(args)
     if args.timestamps == "word":  # a path that is not an aligner: said before anything loads
-        from medasr.model.aligner import DEFAULT_ALIGNER, require_aligner, resolve_aligner
+        from medasr.defaults import default_aligner
+        from medasr.model.aligner import require_aligner, resolve_aligner
 
-        require_aligner(resolve_aligner(args.aligner or DEFAULT_ALIGNER))
+        require_aligner(resolve_aligner(args.aligner or default_aligner(args.model)))
     inputs = expand_inputs(args.audio)
     if not inputs:
         raise UserError("no audio files found in the given inputs")
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipping {skipped} input(s) already transcribed in {out_dir}", file=sys.stderr)
 
-    asr = None if ray else load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    asr = None if ray else load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                                      max_context_tokens=args.max_context_tokens)
     errors = _ErrorLog(out_dir / ERRORS_NAME) if out_dir else None
     if asr is not None and args.timestamps == "word":
         asr.word_timer(args.aligner).load()  # a bad --aligner is an error before any work
@@ -250,7 +252,8 @@ def _on_ray(todo: list[str], args: argparse.Namespace, options, on_result) -> No
 
     with connect(options) as settled:
         settings = Settings(model_ref(args.model), settled.device(args.device), args.dtype, args.batch_size,
-                            normalize_language(args.language), args.context, args.max_new_tokens, args.vad, args.max_piece_s)
+                            normalize_language(args.language), args.context, args.max_new_tokens, args.vad, args.max_piece_s,
+                            max_context_tokens=args.max_context_tokens)
         stats = transcribe_sources(todo, settings, settled, on_result)
     print(stats.summary(), file=sys.stderr)
 

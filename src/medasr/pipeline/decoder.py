@@ -360,6 +360,8 @@ class Decoder:
         self.rows.pop()
         if not self.rows:
             self.t = PROMPT_COLUMNS
+            if self.cache is not None and self.cache.columns > _round_up(PROMPT_COLUMNS + 128, COLUMN_QUANTUM):
+                self.cache = None  # grown for a long prompt: give the memory back (made again at the next admit)
 
     # ------------------------------------------------------------------ memory
     def _ensure_cache(self, width: int) -> None:

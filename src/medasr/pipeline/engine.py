@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from medasr.defaults import MAX_CONTEXT_TOKENS
+from medasr.errors import BadContext, ContextTooLong
 from medasr.model.checkpoint import Loaded
 from medasr.model.prompt import ASR_TEXT, audio_token_count, parse_answer, prompt_text
 from medasr.records import TokenLogprob
@@ -142,9 +145,15 @@ class Engine:
     (`medasr.pipeline.scheduler.run_requests` for a plain list of requests); the engine knows
     nothing of either."""
 
-    def __init__(self, loaded: Loaded, batch_size: int = 16, max_batch_audio_s: float = 600.0, mode: str = "continuous"):
+    def __init__(self, loaded: Loaded, batch_size: int = 16, max_batch_audio_s: float = 600.0, mode: str = "continuous",
+                 max_context_tokens: int = MAX_CONTEXT_TOKENS):  # fmt: skip
         if mode not in DECODE_MODES:
             raise ValueError(f"unknown decode mode {mode!r}: use {', '.join(DECODE_MODES)}")
+        if max_context_tokens < 0:
+            raise ValueError("max_context_tokens must not be negative")
+        self.max_context_tokens = max_context_tokens  # the one context limit (check_context)
+        self._contexts_ok: dict[str, None] = {}  # contexts already checked (a live stream repeats its own)
+        self._contexts_lock = threading.Lock()
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
@@ -174,6 +183,30 @@ class Engine:
         self._asr_text_id = self.tokenizer.convert_tokens_to_ids(ASR_TEXT)
 
     # ------------------------------------------------------------------ inputs
+    def check_context(self, context: str | None) -> None:
+        """The one context rule, applied before any model call (the scheduler refuses a request
+        that breaks it; front ends call it first for an early answer): a context must be valid
+        Unicode text of at most `max_context_tokens` tokens. Raises BadContext / ContextTooLong."""
+        if not context or context in self._contexts_ok:
+            return
+        try:
+            context.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise BadContext(f"the context is not valid text: it holds a lone surrogate ({context[err.start:err.end]!r} "
+                             f"at character {err.start})") from None  # fmt: skip
+        limit = self.max_context_tokens
+        # No token spells more than a few dozen characters: a longer text is over the limit
+        # without paying for its tokenization.
+        n = None if len(context) > 64 * max(limit, 1) else len(self.tokenizer(context, add_special_tokens=False)["input_ids"])
+        if n is None or n > limit:
+            size = f"{n:,} tokens" if n is not None else f"{len(context):,} characters"
+            raise ContextTooLong(f"the context is {size}, over the limit of {limit:,} tokens (--max-context-tokens): "
+                                 "shorten the prompt or hotword list")  # fmt: skip
+        with self._contexts_lock:  # called from the server's threads and the event loop alike
+            if len(self._contexts_ok) >= 64:
+                self._contexts_ok.clear()
+            self._contexts_ok[context] = None
+
     def features(self, samples: np.ndarray) -> Features:
         return Features(*clip_features(self.feature_extractor, samples, self.device))
 

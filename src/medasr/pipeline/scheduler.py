@@ -2,7 +2,12 @@
 
 Everything that transcribes submits here: the library's files (bulk), the server's uploads and
 chat requests (interactive) and live streams' partial and final decodes (live). Waiting pieces
-form one queue ordered by priority, then arrival. Each iteration admits waiting pieces into the
+form one queue ordered by priority, then fairly between owners: within a priority, pieces are
+served by start-time fair queueing (each owner's pieces get virtual start tags spaced by their
+audio seconds, from the virtual time of the piece now served), so an owner with a backlog (a
+live session with many finals waiting, a long upload) takes its turn beside the others instead of
+ahead of them. A ticket without an owner is its own flow. Every request's context is checked
+against the engine's one context rule before anything is queued (`Engine.check_context`). Each iteration admits waiting pieces into the
 decoder's free rows (prefilled together, up to `max_prefill_audio_s` of audio) and runs one
 decode step for every row in flight, so a new request starts at the next step instead of
 waiting for a batch to end (continuous batching). `reserve` rows are kept for live work, so a
@@ -25,7 +30,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 from medasr.pipeline.decoder import Decoder
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LIVE, INTERACTIVE, BULK = 0, 1, 2  # priorities: lower runs first
 POLICIES = ("continuous", "static")
+MIN_COST_S = 0.5  # a piece's weight in fair queueing: its audio seconds, at least this
 
 
 @dataclass(eq=False)
@@ -46,6 +52,7 @@ class Ticket:
     on_result: Callable[[int, Result | Exception], None]
     deadline: float | None = None  # time.monotonic() after which nobody waits for it
     on_settled: Callable[[Ticket], None] | None = None  # every piece answered or dropped
+    owner: Hashable | None = None  # whose work it is (a live session): the queue is fair between owners
     cancelled: bool = False
     unsettled: int = 0
 
@@ -82,7 +89,10 @@ class Scheduler:
         wait_s: float = 0.0,
         policy: str = "continuous",
         on_iteration: Callable[[Iteration], None] | None = None,
+        decoder_factory: Callable[[int], Decoder] | None = None,
     ):
+        """decoder_factory(rows) makes the decoder (default: `Decoder.for_engine`); a stand-in
+        engine brings its own (the server's scheduling tests)."""
         if policy not in POLICIES:
             raise ValueError(f"unknown scheduling policy {policy!r}: use {', '.join(POLICIES)}")
         self.engine = engine
@@ -92,9 +102,12 @@ class Scheduler:
         self.wait_s = wait_s
         self.policy = policy
         self.on_iteration = on_iteration
-        self.decoder = Decoder.for_engine(engine, self.max_rows)
+        self._new_decoder = decoder_factory or (lambda rows: Decoder.for_engine(engine, rows))
+        self.decoder = self._new_decoder(self.max_rows)
         self.stats = _Stats()
-        self._queue: list[tuple[int, int, Ticket, int]] = []
+        self._queue: list[tuple[int, float, int, Ticket, int]] = []  # (priority, start tag, arrival, ticket, piece)
+        self._virtual: dict[int, float] = {}  # per priority: the start tag of the piece served last
+        self._finish: dict[tuple[int, Hashable], float] = {}  # per (priority, owner): its last piece's finish tag
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._arriving = 0
@@ -110,16 +123,27 @@ class Scheduler:
         on_result: Callable[[int, Result | Exception], None] | None = None,
         deadline: float | None = None,
         on_settled: Callable[[Ticket], None] | None = None,
+        owner: Hashable | None = None,
     ) -> Ticket:
-        ticket = Ticket(list(requests), priority, on_result or (lambda i, r: None), deadline, on_settled)
+        """Queue `requests` as one ticket. Raises BadContext / ContextTooLong (nothing queued)
+        when a request's context breaks the engine's context rule."""
+        for context in {r.context for r in requests}:
+            self.engine.check_context(context)
+        ticket = Ticket(list(requests), priority, on_result or (lambda i, r: None), deadline, on_settled, owner)
         ticket.unsettled = len(ticket.requests)
         if not ticket.requests:
             if on_settled:
                 on_settled(ticket)
             return ticket
         with self._cond:
-            for i in range(len(ticket.requests)):
-                heapq.heappush(self._queue, (priority, next(self._seq), ticket, i))
+            flow = (priority, ticket if owner is None else owner)
+            tag = max(self._virtual.get(priority, 0.0), self._finish.get(flow, 0.0))
+            for i, r in enumerate(ticket.requests):
+                heapq.heappush(self._queue, (priority, tag, next(self._seq), ticket, i))
+                tag += max(r.duration, MIN_COST_S)
+            self._finish[flow] = tag
+            if len(self._finish) > 1024:  # owners without a backlog start at the virtual time anyway
+                self._finish = {k: f for k, f in self._finish.items() if f > self._virtual.get(k[0], 0.0)}
             self._cond.notify_all()
         return ticket
 
@@ -130,7 +154,7 @@ class Scheduler:
             ticket.cancelled = True
             if not ticket.unsettled:
                 return
-            kept = [e for e in self._queue if e[2] is not ticket]
+            kept = [e for e in self._queue if e[3] is not ticket]
             dropped = len(self._queue) - len(kept)
             if dropped:
                 heapq.heapify(kept)
@@ -243,13 +267,14 @@ class Scheduler:
             seconds = 0.0
             free = self.decoder.free
             while self._queue and len(group) < free:
-                priority, _, ticket, i = self._queue[0]
+                priority, tag, _, ticket, i = self._queue[0]
                 if priority > 0 and len(group) >= free - self.reserve and self.decoder.active + len(group) > 0:
                     break  # the last `reserve` rows are for live work
                 duration = ticket.requests[i].duration
                 if group and seconds + duration > self.max_prefill_audio_s:
                     break
                 heapq.heappop(self._queue)
+                self._virtual[priority] = max(self._virtual.get(priority, 0.0), tag)
                 if not ticket.wanted:
                     self._settle(ticket, 1, dropped=True)
                     continue
@@ -270,7 +295,7 @@ class Scheduler:
         """After a failed forward the cache may be inconsistent: fail the rows in flight and
         start a fresh decoder."""
         lost = [(key, err) for key in self.decoder.in_flight()]
-        self.decoder = Decoder.for_engine(self.engine, self.max_rows)
+        self.decoder = self._new_decoder(self.max_rows)
         return lost
 
     def _deliver(self, finished) -> None:

@@ -21,6 +21,9 @@ Words: with `LiveOptions.words` and a `WordTimer`, each final goes through the w
 (`medasr.pipeline.words`) on the timer's own thread before it is sent, so its transcript carries
 `words` (times from the utterance's start, as its segments) as offline transcription gives them.
 
+Fairness: every decode of a session is submitted as that session's work (`owner`), so the
+scheduler serves sessions in turn: one session's backlog of finals does not hold back another's.
+
 Memory: only the open utterance (at most one piece) and the padding before it are kept.
 Thread-safety: feed it from one thread; results arrive from the scheduler's thread; `emit` is
 called from either, in order, under the session's lock.
@@ -93,6 +96,7 @@ class LiveSession:
         options.check()
         if options.words and words is None:
             raise ValueError("LiveOptions(words=True) needs a WordTimer (words=...) to time the finals' words")
+        scheduler.engine.check_context(options.context)  # BadContext / ContextTooLong before any audio
         self.scheduler = scheduler
         self.words = words  # the word stage for finals, when options.words
         self.options = options
@@ -138,6 +142,7 @@ class LiveSession:
         options.check()
         if options.words and self.words is None:
             raise ValueError("LiveOptions(words=True) needs the session to have a WordTimer")
+        self.scheduler.engine.check_context(options.context)  # nothing changes when the context is refused
         with self._lock:
             old, self.options = self.options, options
             if (old.turn_detection, old.threshold) != (options.turn_detection, options.threshold):
@@ -266,7 +271,7 @@ class LiveSession:
         self.counter.partial_audio_s += len(audio) / SAMPLE_RATE
         o = self.options
         request = Request(audio, o.context, o.language, o.max_new_tokens)
-        item.partial = self.scheduler.submit([request], LIVE, lambda _, res, item=item: self._on_partial(item, res))
+        item.partial = self.scheduler.submit([request], LIVE, lambda _, res, item=item: self._on_partial(item, res), owner=self)
 
     def _on_partial(self, item: _Item, res: Result | Exception) -> None:
         with self._lock:
@@ -336,7 +341,7 @@ class LiveSession:
                     self._done[item.id] = Completed(item.id, t, start_s, end_s)
                     self._flush()
 
-        self._finals[item.id] = [self.scheduler.submit(requests, LIVE, on_result)]
+        self._finals[item.id] = [self.scheduler.submit(requests, LIVE, on_result, owner=self)]
 
     def _worded(self, item_id: str, t: Transcript, future, start_s: float, end_s: float) -> None:
         """A final's words are ready (or could not be had: its text goes out with a warning)."""

@@ -222,7 +222,7 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None, remote: RemoteTranscri
             continue
         from medasr.transcribe import load_model
 
-        asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size, max_context_tokens=cfg.max_context_tokens)
         prefix = f"[rank {shard.rank}] " if shard.world_size > 1 else ""
         for spec, _rows in datasets:
             if not todo[spec.name]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from medasr.defaults import MAX_CONTEXT_TOKENS
 from medasr.errors import DataError, UserError
 from medasr.output.recordlog import field_key, read_records
 from medasr.text.normalize import written_form
@@ -161,6 +162,7 @@ class EvalConfig:
     max_new_tokens: int | None = None
     language: str | None = "English"
     context: str | None = None
+    max_context_tokens: int = MAX_CONTEXT_TOKENS
     device: str = "auto"
     dtype: str = "auto"
     resamples: int = 1000

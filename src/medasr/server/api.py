@@ -21,7 +21,7 @@ from fastapi.responses import (
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from medasr.errors import ModelLoadError
+from medasr.errors import BadContext, ModelLoadError
 from medasr.model.prompt import answer_prefix
 from medasr.output.formats import srt, verbose_json, vtt
 from medasr.pipeline.assembler import assemble
@@ -84,6 +84,14 @@ def _admit(batcher: Batcher) -> float:
     except (NotReady, QueueFull) as err:
         raise _refusal(err) from None
     return time.monotonic()
+
+
+async def _check_context(batcher: Batcher, context: str | None, param: str) -> None:
+    """The engine's one context rule, before the audio is read or decoded: 400 when it is broken."""
+    try:
+        await run_in_threadpool(batcher.engine.check_context, context)
+    except BadContext as err:
+        raise ApiError(400, str(err), param=param, code=err.code) from None
 
 
 @dataclass
@@ -203,16 +211,20 @@ async def transcriptions(request: Request) -> Response:
                 raise ApiError(400, "include[]=logprobs needs response_format json or verbose_json", param="include")
             language = inputs.language_param(req.language, config.language)
             context = (req.prompt or "").strip() or None
+            await _check_context(batcher, context, "prompt")
             data = await upload.read()
         finally:
             await form.close()  # uploads over 1 MB are spooled to a temporary file
         if words:
             await _aligner_ready(batcher)
         samples = await inputs.decode(data, upload.filename or "upload", config)
-        work = await _start(request, arrived, samples, "upload", "file", context, language, req.temperature, req.seed)
+        limit = req.max_completion_tokens
+        work = await _start(request, arrived, samples, "upload", "file", context, language, req.temperature, req.seed,
+                            max_new_tokens=limit)  # fmt: skip
     if req.stream:
-        return StreamingResponse(_transcript_events(request, work, bool(req.include)), media_type="text/event-stream")
-    t = assemble(work.plan, await _all_results(request, work.job), language, req.temperature)
+        return StreamingResponse(_transcript_events(request, work, bool(req.include), limit), media_type="text/event-stream")
+    results, _ = limit_tokens(await _all_results(request, work.job), limit, batcher.engine)
+    t = assemble(work.plan, results, language, req.temperature)
     if words:  # on the aligner's own thread; a transcript it cannot time keeps its text, with a warning
         t = await asyncio.wrap_future(batcher.words.submit(t, plan_clips(work.plan, t.segments)))
     if req.response_format == "json":
@@ -239,12 +251,16 @@ async def _aligner_ready(batcher: Batcher) -> None:
                        code="aligner_not_available") from None  # fmt: skip
 
 
-async def _transcript_events(request: Request, work: _Work, with_logprobs: bool) -> AsyncIterator[bytes]:
-    """OpenAI's transcription stream: a delta per finished piece, in order, then done."""
+async def _transcript_events(request: Request, work: _Work, with_logprobs: bool, limit: int | None) -> AsyncIterator[bytes]:
+    """OpenAI's transcription stream: a delta per finished piece, in order, then done; at most
+    `limit` generated tokens in all."""
     results: list[Result] = []
-    said = False
+    said, left = False, limit
     try:
         async for _, r in _results(request, work.job):
+            (r,), _ = limit_tokens([r], left, request.app.state.batcher.engine)  # past the limit: an empty piece
+            if left is not None:
+                left -= r.n_tokens
             results.append(r)
             text = r.text if work.plan.whole else " ".join(r.text.split())
             if text:
@@ -284,6 +300,7 @@ async def chat_completions(request: Request) -> Response:
         req = _validate(protocol.ChatCompletionRequest, payload)
         _check_model(config, req.model)
         audio, context = inputs.parse_messages(payload["messages"])
+        await _check_context(batcher, context, "messages")
         language = inputs.language_param(req.language, config.language)
         samples = await inputs.decode(await inputs.chat_audio_bytes(audio, config), "audio", config, "messages")
         limit = req.token_limit

@@ -16,7 +16,7 @@ from medasr.server.config import ServerConfig
 from medasr.server.errors import ApiError, install_handlers
 from medasr.server.metrics import Metrics
 from medasr.server.page import PAGE
-from medasr.server.realtime import Hub
+from medasr.server.realtime import ABORT, Hub
 from medasr.server.realtime import endpoint as realtime_endpoint
 from medasr.server.timeouts import ReadDeadline
 
@@ -24,7 +24,8 @@ from medasr.server.timeouts import ReadDeadline
 def load_engine(config: ServerConfig) -> Engine:
     from medasr.model.checkpoint import load
 
-    engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size)
+    engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size,
+                    max_context_tokens=config.max_context_tokens)
     engine.compile = config.compile
     return engine
 
@@ -57,12 +58,31 @@ class _CountRequests:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
+class _Abortable:
+    """Pure ASGI middleware, outermost: gives each WebSocket scope a way to drop its TCP
+    connection at once (`realtime.ABORT`). ASGI can only close gracefully, and a graceful close
+    waits for a client that never reads: the server's `send` here is still the ASGI server's own
+    (uvicorn's protocol, whose transport can abort); wherever it is not, nothing is added."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if callable(getattr(transport, "abort", None)):
+                scope[ABORT] = transport.abort
+        await self.app(scope, receive, send)
+
+
 def create_app(
     config: ServerConfig,
     engine_loader: Callable[[], Engine] | None = None,
     on_load_error: Callable[[str], None] | None = None,
+    decoder_factory: Callable[[int], object] | None = None,
 ) -> FastAPI:
-    """The app; the model loads in the worker thread at start-up (/ready says when it is done)."""
+    """The app; the model loads in the worker thread at start-up (/ready says when it is done).
+    engine_loader and decoder_factory replace the model and its decoder (stand-ins for tests)."""
     config.check()
     metrics = Metrics.create()
 
@@ -77,7 +97,7 @@ def create_app(
                 on_load_error(str(err))
             raise
 
-    batcher = Batcher(config, metrics, load)
+    batcher = Batcher(config, metrics, load, decoder_factory)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -97,6 +117,7 @@ def create_app(
     app.add_middleware(ReadDeadline, timeout_s=config.read_timeout_s, metrics=metrics)  # inside the count: 408s are counted
     app.add_api_websocket_route("/v1/realtime", realtime_endpoint)  # OpenAI's Realtime transcription
     app.add_middleware(_CountRequests, metrics=metrics)
+    app.add_middleware(_Abortable)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -54,8 +54,10 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, config: ServerConfig, metrics: Metrics, load_engine: Callable[[], Engine]):
+    def __init__(self, config: ServerConfig, metrics: Metrics, load_engine: Callable[[], Engine],
+                 decoder_factory: Callable[[int], object] | None = None):  # fmt: skip
         self.config = config
+        self._decoder_factory = decoder_factory
         self.metrics = metrics
         self._load_engine = load_engine
         self.engine: Engine | None = None
@@ -95,7 +97,7 @@ class Batcher:
         c = self.config
         self.scheduler = Scheduler(
             self.engine, max_rows=c.max_batch_size, wait_s=c.max_wait_ms / 1000, reserve=c.live_rows,
-            on_iteration=self._observe,
+            on_iteration=self._observe, decoder_factory=self._decoder_factory,
         )  # fmt: skip
         self.scheduler.start()
         self._ready.set()

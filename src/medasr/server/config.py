@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, MAX_PIECE_S, VAD_METHODS
+from medasr.defaults import DEFAULT_VAD, LOW_CONFIDENCE, MAX_CONTEXT_TOKENS, MAX_PIECE_S, VAD_METHODS, default_aligner
 
 
 @dataclass
@@ -33,12 +33,15 @@ class ServerConfig:
     realtime_max_sessions: int = 16  # live WebSocket sessions at once; beyond that: refused
     realtime_max_session_s: float = 3600.0  # a live session ends after this long (OpenAI: 60 min)
     realtime_idle_timeout_s: float = 120.0  # ... or after this long without a client event
-    aligner: str | None = None  # forced aligner for word timestamps, loaded at start-up; None: DEFAULT_ALIGNER on first use
+    realtime_send_timeout_s: float = 10.0  # a client that takes no event for this long is not reading: closed
+    realtime_send_queue: int = 256  # events waiting for a client; one more and it is closed as not reading
+    max_context_tokens: int = MAX_CONTEXT_TOKENS  # longest prompt / context a request or session may carry
+    aligner: str | None = None  # forced aligner for word timestamps, loaded at start-up; None: default_aligner(model) on first use
     low_confidence: float = LOW_CONFIDENCE  # words below this probability are marked `low_confidence`
 
     @property
     def aligner_name(self) -> str:
-        return self.aligner or DEFAULT_ALIGNER
+        return self.aligner or default_aligner(self.model)
 
     @property
     def model_names(self) -> list[str]:
@@ -79,8 +82,12 @@ class ServerConfig:
             raise ValueError("--live-rows must not be negative")
         if self.realtime_max_sessions < 0:
             raise ValueError("--realtime-max-sessions must not be negative")
-        if self.realtime_max_session_s <= 0 or self.realtime_idle_timeout_s <= 0:
-            raise ValueError("--realtime-max-session-s and --realtime-idle-timeout-s must be positive")
+        if self.realtime_max_session_s <= 0 or self.realtime_idle_timeout_s <= 0 or self.realtime_send_timeout_s <= 0:
+            raise ValueError("--realtime-max-session-s, --realtime-idle-timeout-s and --realtime-send-timeout-s must be positive")
+        if self.realtime_send_queue < 1:
+            raise ValueError("--realtime-send-queue must be at least 1")
+        if self.max_context_tokens < 0:
+            raise ValueError("--max-context-tokens must not be negative")
         if not 0.0 <= self.low_confidence <= 1.0:
             raise ValueError("--low-confidence must be between 0 and 1")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:

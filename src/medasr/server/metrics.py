@@ -9,6 +9,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,6 +35,7 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_resident_memory_bytes and CPU seconds: what the server costs (Linux)
         return cls(
             registry=r,
             requests=Counter("medasr_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r),

@@ -53,6 +53,7 @@ class TranscriptionRequest(_Model):
     timestamp_granularities: list[Literal["segment", "word"]] = Field(default_factory=lambda: ["segment"])
     include: list[Literal["logprobs"]] = Field(default_factory=list)
     stream: bool = False
+    max_completion_tokens: int | None = Field(None, ge=1)  # vLLM's: generated tokens in all, at most
 
     @field_validator("stream", mode="before")
     @classmethod
@@ -69,6 +70,11 @@ class TranscriptionRequest(_Model):
     @classmethod
     def _empty_is_default(cls, v: Any) -> Any:
         return 0.0 if v in ("", None) else v
+
+    @field_validator("max_completion_tokens", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
 
 
 class TokenLogprob(_Model):

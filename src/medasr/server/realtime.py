@@ -8,15 +8,19 @@ header, or the `openai-insecure-api-key.KEY` subprotocol browsers use), turns th
 session settings into `LiveOptions`, base64 PCM into 16 kHz samples (`medasr.audio.pcm`), and
 the session's events into OpenAI's.
 
-Faults: a malformed or unknown event, bad base64, an unsupported format or rate, a model this
-server does not serve or an append over the upload limit gets an `error` event, and the
-connection stays usable. A client that disconnects has its decodes cancelled and its audio
-freed at once. A session ends after `realtime_max_session_s`, or `realtime_idle_timeout_s`
-without a client event (what is open is committed and its final sent first). Beyond
-`realtime_max_sessions` connections a new one is refused with an error and closed, before it
-costs anything. A client that sends audio faster than its finals are decoded is read more
-slowly (at most MAX_PENDING_FINALS utterances wait for their finals), so one greedy stream
-cannot queue unbounded work.
+Faults (docs/limits.md lists every limit): an event that is not valid JSON, nests too deep,
+holds too many values, carries a lone surrogate or a field of the wrong kind, an unknown event,
+bad base64, an unsupported format or rate, a model this server does not serve, a prompt over
+the context limit or an append over the upload limit gets an `error` event, and the connection
+stays usable; no exception leaves an event's handling. A client that disconnects has its
+decodes cancelled and its audio freed at once. A session ends after `realtime_max_session_s`,
+or `realtime_idle_timeout_s` without a client event (what is open is committed and its final
+sent first). Beyond `realtime_max_sessions` connections a new one is refused with an error and
+closed, before it costs anything. A client that does not read (its send queue full, or an
+event not taken within `realtime_send_timeout_s`) is cut off and its slot, audio and decodes
+freed. Audio is read in parts, each only while fewer than MAX_PENDING_FINALS utterances wait
+for their finals, so one greedy append cannot queue unbounded work; and each session's decodes
+are its own flow in the scheduler's fair queue, so its backlog does not delay the others.
 """
 
 from __future__ import annotations
@@ -33,25 +37,27 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from medasr.audio.pcm import RATES, PcmDecoder
-from medasr.defaults import MIN_AUDIO_S
+from medasr.audio.vad import SpeechProbabilities
+from medasr.defaults import MIN_AUDIO_S, SAMPLE_RATE
+from medasr.errors import BadContext
 from medasr.model.prompt import normalize_language
 from medasr.pipeline import events as ev
 from medasr.pipeline.session import LiveOptions, LiveSession
 from medasr.server import realtime_protocol as rt
 from medasr.server.config import ServerConfig
-from medasr.server.protocol import first_error
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 24000
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
-MAX_PENDING_FINALS = 8  # committed utterances waiting for their finals before the client is read more slowly
+MAX_PENDING_FINALS = 8  # utterances waiting for their finals, at most: beyond, the client is not read until they catch up
+CLOSES_PER_PART = 2  # utterances one part of an append can close: one by silence, one at the piece limit
 FINISH_WAIT_S = 30.0  # at the end of a session, how long the finals of what was open may take
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_LATER = 1000, 1008, 1013
+ABORT = "medasr.abort"  # scope key: drops the connection's TCP link at once (set by the app's middleware)
 
 # Sessions' audio work (speech detection, planning finals) runs on a few threads of its own,
 # off the event loop and apart from the request pool, so that no more threads than these run
@@ -149,7 +155,7 @@ def updated(settings: Settings, event: rt.SessionUpdate | rt.TranscriptionSessio
     if isinstance(event, rt.SessionUpdate):
         s = event.session
         if s.type != "transcription":
-            raise Refused(f"this server runs transcription sessions only: session.type must be 'transcription', not {s.type!r}",
+            raise Refused(f"this server runs transcription sessions only: session.type must be 'transcription', not {s.type[:64]!r}",
                           "invalid_value", "session.type")  # fmt: skip
         inp = s.audio.input if s.audio else None
         where = "session.audio.input"
@@ -164,7 +170,7 @@ def updated(settings: Settings, event: rt.SessionUpdate | rt.TranscriptionSessio
         s = event.session
         if s.input_audio_format is not None:
             if s.input_audio_format != "pcm16":
-                raise Refused(f"unsupported input_audio_format {s.input_audio_format!r}: send pcm16 (16-bit PCM, 24 kHz, mono)",
+                raise Refused(f"unsupported input_audio_format {s.input_audio_format[:64]!r}: send pcm16 (16-bit PCM, 24 kHz, mono)",
                               "unsupported_audio_format", "session.input_audio_format")  # fmt: skip
             new.rate = DEFAULT_RATE
         _transcription(new, s.input_audio_transcription, "session.input_audio_transcription", config)
@@ -174,14 +180,14 @@ def updated(settings: Settings, event: rt.SessionUpdate | rt.TranscriptionSessio
     if include is not None:
         unknown = [x for x in include if x != rt.LOGPROBS]
         if unknown:
-            raise Refused(f"unsupported include value {unknown[0]!r}: the only one is {rt.LOGPROBS!r}", "invalid_value", "session.include")
+            raise Refused(f"unsupported include value {unknown[0][:64]!r}: the only one is {rt.LOGPROBS!r}", "invalid_value", "session.include")
         new.logprobs = rt.LOGPROBS in include
     return new
 
 
 def _rate(fmt: rt.AudioFormat, where: str) -> int:
     if fmt.type != "audio/pcm":
-        raise Refused(f"unsupported audio format {fmt.type!r}: send audio/pcm (16-bit little-endian mono)",
+        raise Refused(f"unsupported audio format {fmt.type[:64]!r}: send audio/pcm (16-bit little-endian mono)",
                       "unsupported_audio_format", f"{where}.type")  # fmt: skip
     rate = fmt.rate or DEFAULT_RATE
     if rate not in RATES:
@@ -195,7 +201,7 @@ def _transcription(new: Settings, t: rt.Transcription | None, where: str, config
         return
     if t.model:
         if t.model not in config.model_names:
-            raise Refused(f"the model {t.model!r} does not exist here; this server serves {', '.join(config.model_names)}",
+            raise Refused(f"the model {t.model[:64]!r} does not exist here; this server serves {', '.join(config.model_names)}",
                           "model_not_found", f"{where}.model")  # fmt: skip
         new.model = t.model
     if t.language is not None:
@@ -213,7 +219,7 @@ def _turn_detection(new: Settings, td: rt.TurnDetection | None, where: str) -> N
         new.turn_detection = False
         return
     if td.type != "server_vad":
-        raise Refused(f"unsupported turn detection {td.type!r}: use server_vad, or null to commit yourself",
+        raise Refused(f"unsupported turn detection {td.type[:64]!r}: use server_vad, or null to commit yourself",
                       "invalid_value", f"{where}.type")  # fmt: skip
     new.turn_detection = True
     new.threshold = td.threshold if td.threshold is not None else new.threshold
@@ -263,7 +269,7 @@ async def endpoint(websocket: WebSocket) -> None:
         refusal = ("invalid or missing API key (send Authorization: Bearer KEY, or the subprotocol openai-insecure-api-key.KEY)",
                    "invalid_api_key", "authentication_error", CLOSE_POLICY)  # fmt: skip
     elif intent not in (None, "transcription"):
-        refusal = (f"this server runs transcription sessions only: connect with ?intent=transcription, not {intent!r}",
+        refusal = (f"this server runs transcription sessions only: connect with ?intent=transcription, not {intent[:64]!r}",
                    "invalid_intent", "invalid_request_error", CLOSE_POLICY)  # fmt: skip
     elif not batcher.ready:
         refusal = (batcher.load_error or "the model is still loading; try again shortly", "model_not_ready",
@@ -291,6 +297,12 @@ _CLOSE = object()  # tells the sender to stop
 
 
 class Connection:
+    """One client's session. Three bounds keep it from costing the others: its events to send
+    wait in a queue of `realtime_send_queue` and each must be taken within
+    `realtime_send_timeout_s` (else the client is not reading: it is cut off and freed); its
+    audio is read in parts, each only once fewer than MAX_PENDING_FINALS of its finals wait; and
+    its decodes are its own flow in the scheduler's fair queue."""
+
     def __init__(self, websocket: WebSocket, config: ServerConfig, scheduler):
         self.ws = websocket
         self.config = config
@@ -300,9 +312,11 @@ class Connection:
         self.settings = Settings(model=config.model_id, language=None)
         self.pcm = PcmDecoder(self.settings.rate)
         self.loop = asyncio.get_running_loop()
-        self.out: asyncio.Queue = asyncio.Queue()
+        self.out: asyncio.Queue = asyncio.Queue(config.realtime_send_queue)
         self.scheduler = scheduler
         self.session: LiveSession | None = None
+        self.stalled: str | None = None  # why the client counts as not reading (then it is cut off)
+        self._stall_event = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -312,76 +326,86 @@ class Connection:
         try:
             self.send(rt.SessionCreated(session=self.settings.info(self.config, self.id, self.expires_at)))
             ended = await self._receive_loop()
-            if ended is not None:  # the server ends it: finals of what is open first, then say why
+            if ended is not None and not self.stalled:  # the server ends it: finals of what is open first, then say why
                 await run_in_threadpool(self.session.finish)
                 waited = time.monotonic() + FINISH_WAIT_S
-                while self.session.pending_finals and time.monotonic() < waited:
+                while self.session.pending_finals and time.monotonic() < waited and not self.stalled:
                     await asyncio.sleep(0.05)
                 self.send(rt.error_event(*ended, kind="invalid_request_error"))
-                self.out.put_nowait(_CLOSE)
+                self._put(_CLOSE)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(sender), FINISH_WAIT_S)
-                with contextlib.suppress(Exception):
-                    await self.ws.close(CLOSE_NORMAL, reason=ended[1])
+                if not self.stalled:  # a close frame waits for the client to read: bounded too
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self.ws.close(CLOSE_NORMAL, reason=ended[1]), self.config.realtime_send_timeout_s)
         finally:
             self.session.close()  # cancels its decodes, frees its audio
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
+            if self.stalled:
+                _cut_off(self.ws)
 
     async def _receive_loop(self) -> tuple[str, str] | None:
-        """Handle client events until the client leaves (None) or the server ends the session
-        ((message, code))."""
+        """Handle client events until the client leaves or stops reading (None) or the server
+        ends the session ((message, code)). The idle and session timers count what the client
+        sends, whatever it reads."""
         idle = self.config.realtime_idle_timeout_s
-        while True:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                return self._expired()
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), timeout=min(idle, left))
-            except TimeoutError:
-                if time.monotonic() >= self.deadline:
+        stalled = asyncio.ensure_future(self._stall_event.wait())
+        try:
+            while not self.stalled:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
                     return self._expired()
-                return (f"the session was idle for {idle:g} s and has ended", "idle_timeout")
-            except (WebSocketDisconnect, RuntimeError):
-                return None
-            if message["type"] == "websocket.disconnect":
-                return None
-            text = message.get("text")
-            if text is None:
+                receiving = asyncio.ensure_future(self.ws.receive())
+                done, _ = await asyncio.wait({receiving, stalled}, timeout=min(idle, left), return_when=asyncio.FIRST_COMPLETED)
+                if receiving not in done:
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await receiving
+                    if self.stalled:
+                        return None
+                    if time.monotonic() >= self.deadline:
+                        return self._expired()
+                    return (f"the session was idle for {idle:g} s and has ended", "idle_timeout")
                 try:
-                    text = (message.get("bytes") or b"").decode("utf-8")
-                except UnicodeDecodeError:
-                    self.send(rt.error_event("events are JSON text; this message is not UTF-8", "invalid_json"))
-                    continue
-            await self._handle(text)
+                    message = receiving.result()
+                except (WebSocketDisconnect, RuntimeError):
+                    return None
+                if message["type"] == "websocket.disconnect":
+                    return None
+                text = message.get("text")
+                if text is None:
+                    try:
+                        text = (message.get("bytes") or b"").decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.send(rt.error_event("events are JSON text; this message is not UTF-8", "invalid_json"))
+                        continue
+                await self._handle(text)
+            return None
+        finally:
+            stalled.cancel()
 
     def _expired(self) -> tuple[str, str]:
         return (f"the session reached its maximum duration of {self.config.realtime_max_session_s:g} s", "session_expired")
 
     # ------------------------------------------------------------------ client events
     async def _handle(self, text: str) -> None:
+        """Carry out one client event; whatever is wrong with it becomes an `error` event and the
+        session goes on (no exception leaves this method)."""
         client_id = None
         try:
-            try:
-                data = json.loads(text)
-            except ValueError as err:
-                raise Refused(f"malformed JSON: {err}", "invalid_json") from None
-            if not isinstance(data, dict):
-                raise Refused("an event must be a JSON object", "invalid_json")
-            client_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-            kind = rt.CLIENT_EVENTS.get(data.get("type"))
-            if kind is None:
-                raise Refused(f"unknown event type {data.get('type')!r}: this server accepts {', '.join(rt.CLIENT_EVENTS)}",
-                              "unknown_event_type", "type")  # fmt: skip
-            try:
-                event = kind.model_validate(data)
-            except ValidationError as err:
-                message, param = first_error(err)
-                raise Refused(message, "invalid_value", param) from None
+            event = rt.parse_client_event(text)
+            client_id = event.event_id
             await self._dispatch(event)
+        except rt.BadEvent as err:
+            self.send(rt.error_event(err.message, err.code, err.param, err.client_event_id))
         except Refused as err:
             self.send(rt.error_event(err.message, err.code, err.param, client_id))
+        except Exception:  # a fault of this server: said to the client, logged, the session goes on
+            log.exception("realtime session %s: an event failed", self.id)
+            self.send(rt.error_event("the server failed to carry out this event; the session goes on", "internal_error",
+                                     client_event_id=client_id, kind="server_error"))  # fmt: skip
 
     async def _dispatch(self, event) -> None:
         if isinstance(event, rt.InputAudioBufferAppend):
@@ -404,12 +428,32 @@ class Connection:
         except (binascii.Error, ValueError):
             raise Refused("audio is not valid base64", "invalid_audio", "audio") from None
         samples = self.pcm(data)
-        if len(samples):
-            await run_in_threadpool(self.session.append, samples)
-        while self.session.pending_finals > MAX_PENDING_FINALS and time.monotonic() < self.deadline:
-            await asyncio.sleep(0.05)  # read this client more slowly until its finals catch up
+        part = self._part_samples()
+        for start in range(0, len(samples), part):  # a large append is read in parts, ...
+            if not await self._room_for_finals(CLOSES_PER_PART):  # ... each once its finals have room
+                return  # the session is ending: the rest of this audio is not needed
+            await run_in_threadpool(self.session.append, samples[start : start + part])
+
+    def _part_samples(self) -> int:
+        """Audio read at once: no longer than the silence that ends an utterance (at least one
+        speech-detection window), so a part closes at most one utterance by silence and at most
+        one at the piece limit."""
+        window = SpeechProbabilities.window
+        silence = int(self.settings.silence_duration_ms * SAMPLE_RATE / 1000)
+        return max(window, min(silence, SAMPLE_RATE) // window * window)
+
+    async def _room_for_finals(self, closes: int) -> bool:
+        """Wait (reading nothing more from this client) until `closes` more utterances can wait
+        for their finals without passing MAX_PENDING_FINALS; False when the session ends meanwhile."""
+        while self.session.pending_finals > MAX_PENDING_FINALS - closes:
+            if self.stalled or time.monotonic() >= self.deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _commit(self) -> None:
+        if not await self._room_for_finals(CLOSES_PER_PART + 1):
+            return
         tail = self.pcm.flush()
         if len(tail):
             await run_in_threadpool(self.session.append, tail)
@@ -420,13 +464,19 @@ class Connection:
 
     async def _update(self, event: rt.SessionUpdate | rt.TranscriptionSessionUpdate) -> None:
         new = updated(self.settings, event, self.config)
+        options = new.options(self.config)
+        try:  # the one context rule (the engine's), before anything changes
+            await run_in_threadpool(self.scheduler.engine.check_context, options.context)
+        except BadContext as err:
+            beta = isinstance(event, rt.TranscriptionSessionUpdate)
+            raise Refused(str(err), err.code, f"session.{'input_audio_transcription' if beta else 'audio.input.transcription'}.prompt") from None
         if new.rate != self.pcm.rate:
             tail = self.pcm.flush()
             if len(tail):
                 await run_in_threadpool(self.session.append, tail)
             self.pcm = PcmDecoder(new.rate)
         self.settings = new
-        await run_in_threadpool(self.session.configure, new.options(self.config))
+        await run_in_threadpool(self.session.configure, options)
         if isinstance(event, rt.SessionUpdate):
             self.send(rt.SessionUpdated(session=new.info(self.config, self.id, self.expires_at)))
         else:
@@ -434,21 +484,46 @@ class Connection:
 
     # ------------------------------------------------------------------ server events
     def send(self, event: rt._ServerEvent) -> None:
-        self.out.put_nowait(event)
+        self._put(event)
+
+    def _put(self, item) -> None:
+        """Queue an item for the sender; a full queue means the client is not reading."""
+        if self.stalled:
+            return
+        try:
+            self.out.put_nowait(item)
+        except asyncio.QueueFull:
+            self._stall(f"{self.out.maxsize} events were waiting for it")
+
+    def _stall(self, why: str) -> None:
+        if not self.stalled:
+            self.stalled = why
+            self._stall_event.set()
+            log.warning("realtime session %s: the client is not reading (%s): closed", self.id, why)
 
     def _emit(self, event: ev.Event) -> None:
         """The session's events, from the handler's or the scheduler's thread, in order."""
         with contextlib.suppress(RuntimeError):  # the loop is gone (shutting down)
-            self.loop.call_soon_threadsafe(self.out.put_nowait, event)
+            self.loop.call_soon_threadsafe(self._put, event)
 
     async def _send_loop(self) -> None:
+        timeout = self.config.realtime_send_timeout_s
         while True:
             item = await self.out.get()
             if item is _CLOSE:
                 return
             wire = item if isinstance(item, rt._ServerEvent) else self._translate(item)
+            text = json.dumps(wire.wire(), ensure_ascii=False)
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:  # text UTF-8 cannot carry: escaped instead of failing the send
+                    text = json.dumps(wire.wire())
             try:
-                await self.ws.send_text(json.dumps(wire.wire(), ensure_ascii=False))
+                await asyncio.wait_for(self.ws.send_text(text), timeout)
+            except TimeoutError:
+                self._stall(f"an event was not taken within {timeout:g} s")
+                return
             except Exception:  # the client is gone: the receive loop sees it too
                 return
 
@@ -473,3 +548,11 @@ class Connection:
         return rt.TranscriptionCompleted(item_id=e.item_id, transcript=t.text, usage=rt.DurationUsage(seconds=round(e.end - e.start, 3)),
                                          logprobs=logprobs)  # fmt: skip
 
+
+def _cut_off(websocket: WebSocket) -> None:
+    """Drop a client that stopped reading at once: a graceful close would keep its unsent bytes,
+    and its TCP connection, until it reads (the app's outermost middleware puts the abort in the
+    scope; without it the connection closes when the client next reads or leaves)."""
+    abort = websocket.scope.get(ABORT)
+    if abort is not None:
+        abort()

@@ -4,6 +4,12 @@
 through these models; a validation error becomes an `error` event naming the field, and the
 connection stays open.
 
+Every client event is checked before it is parsed (`parse_client_event`): its nesting depth and
+its count of JSON values are bounded by a scan of its structure, so no event can exhaust the
+parser's recursion or build millions of objects; then any JSON value, any Unicode (a lone
+surrogate anywhere) and any field of the wrong kind becomes a `BadEvent` the server answers with
+an `error` event.
+
 Server events are built from these models and written with `wire()`: None means "absent"
 (optional extras such as `logprobs` are left out), except in the fields a model lists in
 `_nulls`, where null carries meaning (`previous_item_id` of a first item, `turn_detection`
@@ -12,10 +18,14 @@ turned off) and is written, as OpenAI does.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medasr.server.protocol import first_error
 
 LOGPROBS = "item.input_audio_transcription.logprobs"  # the only `include` value
 
@@ -118,6 +128,80 @@ CLIENT_EVENTS: dict[str, type[_ClientEvent]] = {
     "input_audio_buffer.commit": InputAudioBufferCommit,
     "input_audio_buffer.clear": InputAudioBufferClear,
 }
+
+
+# ---------------------------------------------------------------- client: parsing and checking
+
+MAX_EVENT_DEPTH = 16  # the deepest event this protocol has is 5 levels
+MAX_EVENT_VALUES = 1_000  # JSON strings, brackets, commas and colons: an append has ~10, a session.update ~60
+# A JSON string (escapes skipped whole) or a structural character, scanned in C: an append's
+# megabytes of base64 are one match.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+
+
+class BadEvent(Exception):
+    """A client event that cannot be used: answered with an `error` event, the session goes on."""
+
+    def __init__(self, message: str, code: str, param: str | None = None, client_event_id: str | None = None):
+        super().__init__(message)
+        self.message, self.code, self.param, self.client_event_id = message, code, param, client_event_id
+
+
+def parse_client_event(text: str) -> _ClientEvent:
+    """The typed client event in `text`, or BadEvent saying what is wrong with it."""
+    depth = 0
+    for values, m in enumerate(_JSON_TOKEN.finditer(text), 1):  # bounded before json.loads sees it
+        c = m.group()
+        if c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+        if depth > MAX_EVENT_DEPTH or values > MAX_EVENT_VALUES:
+            raise BadEvent(f"an event may nest at most {MAX_EVENT_DEPTH} levels deep and hold at most "
+                           f"{MAX_EVENT_VALUES:,} JSON values", "invalid_json")  # fmt: skip
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise BadEvent(f"malformed JSON: {err}", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise BadEvent(f"an event must be a JSON object, not {type(data).__name__}", "invalid_json")
+    where = _lone_surrogate(data, "")
+    if where is not None:
+        raise BadEvent(f"{where or 'the event'}: text is not valid Unicode (a lone surrogate)", "invalid_value", where or None)
+    client_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    name = data.get("type")
+    if not isinstance(name, str):
+        raise BadEvent(f"type must be a string naming the event, one of {', '.join(CLIENT_EVENTS)}", "invalid_value",
+                       "type", client_id)  # fmt: skip
+    kind = CLIENT_EVENTS.get(name)
+    if kind is None:
+        raise BadEvent(f"unknown event type {name[:64]!r}: this server accepts {', '.join(CLIENT_EVENTS)}", "unknown_event_type",
+                       "type", client_id)  # fmt: skip
+    try:
+        return kind.model_validate(data)
+    except ValidationError as err:
+        message, param = first_error(err)
+        raise BadEvent(message, "invalid_value", param, client_id) from None
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The path of the first string (or key) holding a lone surrogate, which UTF-8 cannot carry."""
+    if isinstance(value, str):
+        if not value.isascii():  # ASCII (an append's base64) needs no check
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and _lone_surrogate(key, path) is not None:
+            return path
+        found = _lone_surrogate(item, path)
+        if found is not None:
+            return found
+    return None
 
 
 # ---------------------------------------------------------------- server: the session as it is
