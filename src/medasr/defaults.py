@@ -24,8 +24,9 @@ def default_aligner(model: str | Path) -> str:
 
 TIMESTAMPS = ("segment", "word")  # granularities: segments always; "word" runs the forced aligner too
 # A context (the system turn: hotwords, prior notes) longer than this many tokens is refused
-# before any model call: it is held in every step's attention and in the KV cache of its row, and
-# a long one makes the prefill's attention quadratic in memory (docs/limits.md measures it).
-# Qwen3-ASR's window (65,536 positions) holds it with a 30 s piece (~405 tokens) and 512 new tokens.
-MAX_CONTEXT_TOKENS = 2048
+# before any model call. Qwen3-ASR's window (65,536 positions) would hold far more beside a 30 s
+# piece (~405 tokens) and 512 new tokens; memory would not: the decoder's KV cache is as wide as
+# its longest prompt for every row, and the prefill's attention grows with its square
+# (docs/limits.md measures it). 1,024 tokens: ~700 words, hundreds of hotwords.
+MAX_CONTEXT_TOKENS = 1024
 LOW_CONFIDENCE = 0.5  # a word whose probability is below this is marked for review (`low_confidence`)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,25 @@ def test_context_changes_the_answer(tiny_model, inputs):
         out = medasr("transcribe", "--model", tiny_model["original"], inputs[0], "--max-new-tokens", "16", *extra)
         texts.append(out.stdout)
     assert texts[0] != texts[1]
+
+
+def test_a_context_over_the_limit_is_refused_before_any_work(tiny_model, inputs):
+    long = "metoprolol, amoxicillin, " * 400
+    out = medasr("transcribe", "--model", tiny_model["original"], inputs[0], "--context", long, "--max-new-tokens", "4")
+    assert out.returncode == 2 and "over the limit of 1,024 tokens (--max-context-tokens)" in out.stderr and not out.stdout
+    assert "Traceback" not in out.stderr
+    raised = medasr("transcribe", "--model", tiny_model["original"], inputs[0], "--context", long, "--max-new-tokens", "4",
+                    "--max-context-tokens", "100000")  # fmt: skip
+    assert raised.returncode == 0 and raised.stdout.strip()
+
+
+def test_the_demo_model_times_words_with_the_demo_aligner_by_default(inputs, tmp_path):
+    env_home = {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}  # nothing from the hub
+    out = subprocess.run([sys.executable, "-m", "medasr", "transcribe", "--model", "demo", "--timestamps", "word", "--format", "json",
+                          str(inputs[0])], capture_output=True, text=True, check=False, env={**os.environ, **env_home})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (t,) = json.loads(out.stdout)
+    assert t["words"] and [w["word"] for w in t["words"]] == t["text"].split()
 
 
 def test_txt_jsonl_and_resumable_output_dir(tiny_model, inputs, tmp_path):

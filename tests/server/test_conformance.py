@@ -208,6 +208,22 @@ def test_chat_token_limits_stop_generation(client, clips):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == chat(client, url, max_tokens=3).choices[0].message.content
 
 
+def test_transcription_token_limit_stops_generation(client, clips):
+    """vLLM honours `max_completion_tokens` on /v1/audio/transcriptions too (a form field: the
+    official client sends it in extra_body)."""
+    path = clips["files"]["speech"]
+    full = upload(client, path, include=["logprobs"])
+    assert len(full.logprobs) > 3
+    short = upload(client, path, include=["logprobs"], extra_body={"max_completion_tokens": 3})
+    assert len(short.logprobs) == 3 and [x.token for x in short.logprobs] == [x.token for x in full.logprobs[:3]]
+    assert full.text.startswith(short.text) and len(short.text) < len(full.text)
+    streamed = list(upload(client, path, stream=True, extra_body={"max_completion_tokens": 3}))
+    assert streamed[-1].type == "transcript.text.done" and streamed[-1].text == short.text
+    with pytest.raises(openai.BadRequestError) as err:
+        upload(client, path, extra_body={"max_completion_tokens": 0})
+    assert err.value.body["param"] == "max_completion_tokens"
+
+
 def test_temperature_samples_seeded_and_is_checked(client, clips):
     path = clips["files"]["speech"]
     greedy = upload(client, path, temperature=0).text
