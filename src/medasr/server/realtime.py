@@ -200,8 +200,12 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(sender), FINISH_WAIT_S)
                 if not self.stalled:  # a close frame waits for the client to read: bounded too
-                    with contextlib.suppress(Exception):
+                    try:
                         await asyncio.wait_for(self.ws.close(CLOSE_NORMAL, reason=ended[1]), self.config.realtime_send_timeout_s)
+                    except TimeoutError:
+                        self._stall("the close frame was not taken")
+                    except Exception:  # the client is gone already
+                        pass
         finally:
             self.session.close()  # cancels its decodes, frees its audio
             sender.cancel()
