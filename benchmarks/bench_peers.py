@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layers", type=int, default=8, help="decoder and encoder layers (default: 8)")
     ap.add_argument("--width", type=int, default=512, help="decoder and encoder hidden size, a multiple of 64 (default: 512)")
     ap.add_argument("--conv", type=int, default=480, help="encoder convolution channels (default: 480, the published models')")
+    ap.add_argument("--shape", choices=("family", "0.6b", "1.7b"), default="family",
+                    help="'family': --layers/--width/--conv in the published shape family; '0.6b' or '1.7b': the published "
+                    "model's exact dimensions (medasr.model.build.SIZES; --layers/--width/--conv ignored) (default: family)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="seed of the weights and clips (default: 0)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads on each side (default: 1)")
     ap.add_argument("--batch-sizes", default="default,16",
@@ -92,16 +95,23 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def model_size(layers: int, width: int, conv: int):
-    """A Qwen3-ASR of the published shape family: 64-wide heads, 2 query heads per KV head, FFN 3x (LM) / 4x (encoder)."""
-    from medasr.model.build import Size
+def model_size(layers: int, width: int, conv: int, shape: str = "family"):
+    """A Qwen3-ASR of the published shape family: 64-wide heads, 2 query heads per KV head, FFN 3x (LM) / 4x (encoder).
+
+    With shape "0.6b" or "1.7b", the published model's exact dimensions instead (0.6b: encoder 896 x 18 layers, 14 heads,
+    FFN 3584, conv 480; LM 1024 x 28 layers, 16 / 8 KV heads of 128, FFN 3072; 0.78 B parameters with the tied embedding).
+    """
+    from medasr.model.build import SIZES, Size
+
+    if shape != "family":
+        return SIZES[shape]
 
     heads = width // 64
     return Size(enc_d_model=width, enc_layers=layers, enc_heads=heads, enc_ffn=4 * width, enc_conv=conv,
                 hidden=width, layers=layers, heads=heads, kv_heads=max(1, heads // 2), head_dim=64, ffn=3 * width)  # fmt: skip
 
 
-def build_checkpoint(out: Path, layers: int, width: int, conv: int, seed: int) -> tuple[Path, Path]:
+def build_checkpoint(out: Path, layers: int, width: int, conv: int, seed: int, shape: str = "family") -> tuple[Path, Path]:
     """(original dir, transformers dir) holding the same random weights; built once per shape and seed."""
     from medasr.bench.randomweights import forbid_end_tokens, official_tokenizer_stand_in
     from medasr.model.build import build_model, make_config, make_processor
@@ -110,14 +120,14 @@ def build_checkpoint(out: Path, layers: int, width: int, conv: int, seed: int) -
     original, hf = out / "original", out / "transformers"
     if (out / "done").exists():
         return original, hf
-    log(f"building a random {layers}-layer, {width}-wide Qwen3-ASR in {out}")
+    log(f"building a random {shape if shape != 'family' else f'{layers}-layer, {width}-wide'} Qwen3-ASR in {out}")
     tok = official_tokenizer_stand_in(seed)
-    model = build_model(make_config(None, model_size(layers, width, conv)), seed=seed)
+    model = build_model(make_config(None, model_size(layers, width, conv, shape)), seed=seed)
     forbid_end_tokens(model, tok)
     processor = make_processor(tok)
     save_original(model, processor, original)
     save_transformers(model, processor, hf)
-    (out / "done").write_text(json.dumps({"layers": layers, "width": width, "conv": conv, "seed": seed}) + "\n")
+    (out / "done").write_text(json.dumps({"shape": shape, "layers": layers, "width": width, "conv": conv, "seed": seed}) + "\n")
     return original, hf
 
 
@@ -257,8 +267,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(HERE))
     work = Path(args.work_dir)
-    original, hf = build_checkpoint(work / f"model-L{args.layers}-W{args.width}-C{args.conv}-s{args.seed}",
-                                    args.layers, args.width, args.conv, args.seed)  # fmt: skip
+    name = f"model-L{args.layers}-W{args.width}-C{args.conv}" if args.shape == "family" else f"model-{args.shape}"
+    original, hf = build_checkpoint(work / f"{name}-s{args.seed}", args.layers, args.width, args.conv, args.seed, args.shape)
     clips = make_clips(work / f"clips-{args.audio}-n{args.clips}-max{args.max_clip_s:g}-s{args.seed}",
                        args.clips, args.max_clip_s, args.audio, args.seed)  # fmt: skip
     paths, durations = [p for p, _ in clips], [d for _, d in clips]
@@ -318,7 +328,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "peers",
         "command": "python benchmarks/bench_peers.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "model": {"layers": args.layers, "width": args.width, "conv": args.conv, "seed": args.seed,
+        "model": {"shape": args.shape, "layers": args.layers, "width": args.width, "conv": args.conv, "seed": args.seed,
                   "parameters": ours.info["digest"]["parameters"], "eos_rows": "zeroed (no early stop)"},  # fmt: skip
         "clips": {"n": len(paths), "audio": args.audio, "audio_s": round(audio_s, 2), "mean_s": round(audio_s / len(paths), 2),
                   "min_s": min(durations), "max_s": max(durations)},  # fmt: skip
@@ -343,10 +353,12 @@ def main(argv=None) -> int:
 
 def markdown(res: dict) -> str:
     n = res["clips"]["n"]
+    spec = res["model"]
+    shape = f"{spec['layers']} layers x {spec['width']} wide" if spec["shape"] == "family" else f"the published {spec['shape']} shape"
     lines = [
         f"official: {res['official']['package']} (transformers {res['official']['transformers']}, torch {res['official']['torch']}); "
         f"medasr: {res['medasr']['package']} (transformers {res['medasr']['transformers']}, torch {res['medasr']['torch']})",
-        f"model: random Qwen3-ASR, {res['model']['layers']} layers x {res['model']['width']} wide "
+        f"model: random Qwen3-ASR, {shape} "
         f"({res['model']['parameters'] / 1e6:.1f} M parameters), float32, {res['threads']} thread(s); "
         f"{n} clips, {res['clips']['audio_s']} s ({res['clips']['min_s']}-{res['clips']['max_s']} s, mean {res['clips']['mean_s']} s), "
         f"{res['tokens_per_clip']} tokens per clip on both sides; best of {res['repeats']}; load average {res['loadavg_before_after']}",
