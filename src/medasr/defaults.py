@@ -15,3 +15,4 @@ DEFAULT_VAD = "silero"
 DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"  # word timestamps (forced alignment), loaded only when asked for
 TIMESTAMPS = ("segment", "word")  # granularities: segments always; "word" runs the forced aligner too
 LOW_CONFIDENCE = 0.5  # a word whose probability is below this is marked for review (`low_confidence`)
+QUANTIZE = ("none", "int8")  # CPU weights: as loaded, or int8 linear layers with int8 activations (model/quantize.py)

@@ -73,6 +73,11 @@ class ASR:
     def name(self) -> str:
         return str(self.loaded.path)
 
+    @property
+    def quantize(self) -> str | None:
+        """"int8" when the model's linear layers are quantized, else None."""
+        return self.loaded.quantize
+
     def transcribe(
         self,
         audio,
@@ -208,6 +213,10 @@ def _dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> ASR:
-    """Load Qwen3-ASR from a hub id, a local directory (either checkpoint format) or "demo"."""
-    return ASR(load(model, device=device, dtype=dtype), batch_size=batch_size)
+def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+               quantize: str | None = None) -> ASR:  # fmt: skip
+    """Load Qwen3-ASR from a hub id, a local directory (either checkpoint format) or "demo".
+
+    quantize: None / "none" (weights as `dtype`) or "int8" (CPU: int8 linear layers and output
+    head with dynamic int8 activations, `medasr.model.quantize`)."""
+    return ASR(load(model, device=device, dtype=dtype, quantize=quantize), batch_size=batch_size)

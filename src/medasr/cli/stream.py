@@ -193,7 +193,7 @@ def _local(args: argparse.Namespace, display) -> None:
         elif isinstance(e, Failed):
             display.failed(e.item_id, e.message)
 
-    scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype)))
+    scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)))
     scheduler.start()
     try:
         session = LiveSession(scheduler, options, on_event, words=timer)

@@ -27,7 +27,8 @@ def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, lis
 
     options = cfg.ray
     settings = Settings(model_ref(model), options.device(cfg.device), cfg.dtype, cfg.batch_size, cfg.language,
-                        cfg.context, cfg.max_new_tokens, decode_first=True, max_duration_s=MAX_DURATION_S)
+                        cfg.context, cfg.max_new_tokens, decode_first=True, max_duration_s=MAX_DURATION_S,
+                        quantize=cfg.quantize)
     logs = {spec.name: RecordLog(predictions_path(out_dir, system, spec.name, Shard()), ID) for spec, _ in work}
     meta: list[tuple[str, Row, str]] = []  # item index -> (dataset, row, audio label)
     bar = tqdm(total=sum(len(rows) for _, rows in work), desc=f"{system} (ray)", unit="utt", file=sys.stderr,

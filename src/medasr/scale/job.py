@@ -55,6 +55,7 @@ class Settings:
     max_piece_s: float = MAX_PIECE_S
     decode_first: bool = False  # evaluate: load_audio(name=) first; load errors and too-long clips apart
     max_duration_s: float | None = None  # with decode_first: longer clips are dropped, not transcribed
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
 
     @property
     def rows_per_call(self) -> int:
@@ -161,7 +162,8 @@ class Transcriber:
             torch.set_num_threads(self.threads)
             transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars of every worker
             s = self.settings
-            self.engine = load_model(s.model, device=s.device, dtype=s.dtype, batch_size=s.batch_size).engine
+            self.engine = load_model(s.model, device=s.device, dtype=s.dtype, batch_size=s.batch_size,
+                                     quantize=s.quantize).engine
         return self.engine
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -163,6 +163,7 @@ class EvalConfig:
     context: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
     resamples: int = 1000
     seed: int = 42
     command: str = ""
