@@ -64,8 +64,10 @@ class SlotCache:
 
     is_compileable = True
 
-    def __init__(self, layers: int, rows: int, kv_heads: int, head_dim: int, columns: int, dtype, device):
+    def __init__(self, layers: int, rows: int, kv_heads: int, head_dim: int, columns: int, dtype, device,
+                 max_rows: int | None = None):  # fmt: skip
         shape = (rows, kv_heads, columns, head_dim)
+        self.max_rows = max(rows, max_rows or rows)  # rows grow up to this as prefills need them
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self._mode = "decode"
@@ -84,6 +86,25 @@ class SlotCache:
 
     def prefill(self, rows: torch.Tensor, column: int) -> None:
         self._mode, self._rows, self._column = "prefill", rows, column
+        self.ensure_rows(int(rows.max()) + 1)
+
+    def ensure_rows(self, needed: int) -> None:
+        """At least `needed` rows (in powers of two, up to max_rows): a cache is as large as the rows
+        in flight have been, not as the batch size allows (0.6B: 229 kB per row and column)."""
+        if needed <= self.rows:
+            return
+        if needed > self.max_rows:
+            raise ValueError(f"{needed} cache rows asked for, {self.max_rows} at most")
+        rows = min(self.max_rows, _bucket(needed))
+
+        def taller(t):
+            out = t.new_zeros((rows, *t.shape[1:]))
+            out[: t.shape[0]] = t
+            return out
+
+        for i in range(len(self.keys)):  # one layer at a time: the old and new caches are never both whole
+            self.keys[i] = taller(self.keys[i])
+            self.values[i] = taller(self.values[i])
 
     def decode(self, column: torch.Tensor, n: int, lo: int, hi: int) -> None:
         self._mode, self._column, self._n, self._lo, self._hi = "decode", column, n, lo, hi
@@ -118,8 +139,9 @@ class SlotCache:
             out[:, :, : t.shape[2]] = t
             return out
 
-        self.keys = [wider(t) for t in self.keys]
-        self.values = [wider(t) for t in self.values]
+        for i in range(len(self.keys)):  # layer by layer: the old cache is freed as the new one fills
+            self.keys[i] = wider(self.keys[i])
+            self.values[i] = wider(self.values[i])
 
     def move_row(self, src: int, dst: int) -> None:
         for t in (*self.keys, *self.values):
@@ -152,7 +174,8 @@ class Decoder:
         self._shape = (text.num_hidden_layers, text.num_key_value_heads, getattr(text, "head_dim", None)
                        or text.hidden_size // text.num_attention_heads)  # fmt: skip
         self._lm = self.model.model.language_model
-        self._step_fn = self._decode_forward
+        self._step_fn = None  # None: the eager step (a bound method kept here would make a cycle, and the
+        # cache of a finished decoder would wait for the garbage collector)
         if compile:
             options = compile_options or {"mode": "reduce-overhead"}
             self._step_fn = torch.compile(self._decode_forward, dynamic=False, **options)
@@ -288,7 +311,7 @@ class Decoder:
         column = torch.tensor([self.t], device=device)
         self.cache.decode(column, rows, lo, hi)
         with self.engine.timed():
-            logits = self._step_fn(tokens.to(device)[:, None], positions.to(device)[:, None], mask)
+            logits = (self._step_fn or self._decode_forward)(tokens.to(device)[:, None], positions.to(device)[:, None], mask)
         self.t += 1
         self.stats.computed += rows
         self.stats.useful += n
@@ -366,7 +389,7 @@ class Decoder:
         if self.cache is None:
             layers, kv_heads, head_dim = self._shape
             columns = _round_up(max(PROMPT_COLUMNS, width) + 128, COLUMN_QUANTUM)
-            self.cache = SlotCache(layers, self.max_rows, kv_heads, head_dim, columns, self.engine.dtype, self.engine.device)
+            self.cache = SlotCache(layers, 1, kv_heads, head_dim, columns, self.engine.dtype, self.engine.device, self.max_rows)
         self._ensure_columns(max(self.t, width) + 1)
 
     def _ensure_columns(self, needed: int) -> None:
