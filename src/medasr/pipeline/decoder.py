@@ -296,11 +296,10 @@ class Decoder:
         device = self.engine.device
         rows = _bucket(n) if self.static else n
         rows = min(rows, self.cache.rows)
-        tokens = torch.full((rows,), self.engine.pad_id, dtype=torch.long)
-        positions = torch.zeros((rows,), dtype=torch.long)
-        starts = torch.full((rows,), self.t, dtype=torch.long)  # padding rows see only their own column
-        for i, r in enumerate(self.rows):
-            tokens[i], positions[i], starts[i] = r.tokens[-1], r.pos, r.start
+        pad = rows - n  # padding rows see only their own column
+        tokens = torch.tensor([r.tokens[-1] for r in self.rows] + [self.engine.pad_id] * pad, dtype=torch.long)
+        positions = torch.tensor([r.pos for r in self.rows] + [0] * pad, dtype=torch.long)
+        starts = torch.tensor([r.start for r in self.rows] + [self.t] * pad, dtype=torch.long)
         if self.static:
             lo, hi = 0, self.cache.columns
         else:
@@ -318,7 +317,8 @@ class Decoder:
         self.stats.steps += 1
         for r in self.rows:
             r.pos += 1
-        self._pick(list(range(n)), logits[:n].float())
+        logits = logits[:n]
+        self._pick(list(range(n)), logits if logits.dtype == torch.float32 else logits.float())
         return self._collect_finished()
 
     def _decode_forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -335,8 +335,11 @@ class Decoder:
         early = [j for j, i in enumerate(indices) if len(self.rows[i].tokens) < self.rows[i].min_tokens]
         if early:  # forced lengths: no end of turn yet
             logits[torch.tensor(early)[:, None], torch.tensor(sorted(self.engine.eos_ids))[None, :]] = float("-inf")
+        # torch's fused log-softmax beats logit - logsumexp on the CPU (16 x 151,936: 4.5 against
+        # 6.4 ms); the chosen entries are read with one gather and one transfer
         logprobs = torch.log_softmax(logits, dim=-1)
         greedy = logits.argmax(dim=-1).tolist()
+        chosen = []
         for j, i in enumerate(indices):
             r = self.rows[i]
             token = greedy[j]
@@ -345,8 +348,11 @@ class Decoder:
                 token = int(torch.multinomial(probs, 1, generator=r.generator))
             if r.no_speech_prob is None and r.request.language is None:
                 self._follow_none(r, logits[j], token)
-            r.tokens.append(token)
-            r.logprobs.append(float(logprobs[j, token]))
+            chosen.append(token)
+        picked = logprobs.gather(1, torch.tensor(chosen, device=logits.device)[:, None])[:, 0]
+        for i, token, lp in zip(indices, chosen, picked.tolist()):
+            self.rows[i].tokens.append(token)
+            self.rows[i].logprobs.append(lp)
         self.stats.tokens += len(indices)
 
     def _follow_none(self, r: _Row, logits: torch.Tensor, token: int) -> None:
