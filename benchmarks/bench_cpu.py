@@ -75,7 +75,9 @@ def main() -> int:
                 dtype, quantize = setting.split(":")
                 cfg = {"model": args.model, "dtype": dtype, "quantize": quantize, "batch": batch, "threads": threads,
                        "paths": paths, "tokens": args.tokens, "repeats": args.repeats}  # fmt: skip
-                env = {**child_env(), "OMP_NUM_THREADS": str(threads)}
+                # idle OpenMP threads sleep, as `medasr`'s commands make them (cli/_common.set_threads): spinning
+                # threads would count as CPU time on shared cores
+                env = {"OMP_WAIT_POLICY": "PASSIVE", **child_env(), "OMP_NUM_THREADS": str(threads)}
                 done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], check=False, capture_output=True, text=True, env=env, cwd=HERE)
                 if done.returncode:
                     raise SystemExit(f"bench_cpu: {setting} batch {batch} failed:\n{done.stderr[-3000:]}")
