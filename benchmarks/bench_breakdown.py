@@ -28,6 +28,9 @@ def main() -> int:
     ap.add_argument("--clips", type=int, default=16, help="how many of the clips (default: 16)")
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens per clip (default: 32)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default: float32)")
+    ap.add_argument("--quantize", default="none", help="none or int8 (default: none)")
+    ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
 
     import torch
@@ -41,7 +44,7 @@ def main() -> int:
     clips = json.loads(index.read_text())["clips"][: args.clips]
     paths = [str(Path(args.clips_dir) / name) for name, _ in clips]
     audio_s = sum(d for _, d in clips)
-    asr = medasr.load_model(args.model, device="cpu", dtype="float32")
+    asr = medasr.load_model(args.model, device="cpu", dtype=args.dtype, quantize=args.quantize, batch_size=args.batch_size)
     model = asr.loaded.model
     encoder = model.model.audio_tower
     parts = {
@@ -51,23 +54,34 @@ def main() -> int:
         "encoder conv_out": [encoder.conv_out],
         "encoder layers": list(encoder.layers),
         "projector": [model.model.multi_modal_projector],
-        "language model layers": list(model.model.language_model.layers),
+        "language model layers, prefill": list(model.model.language_model.layers),
+        "language model layers, decode steps": [],
         "output layer (lm_head)": [model.lm_head],
     }
     spent = dict.fromkeys(parts, 0.0)
     started: dict[int, float] = {}
+    lm_layers = set(map(id, model.model.language_model.layers))
+
+    def part(mod, name: str, args, kwargs) -> str:  # a language model layer fed one position is a decode step
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        return "language model layers, decode steps" if id(mod) in lm_layers and hidden.shape[1] == 1 else name
+
     for name, modules in parts.items():
         for m in modules:
             m.register_forward_pre_hook(lambda mod, args: started.__setitem__(id(mod), time.process_time()))
             m.register_forward_hook(
-                lambda mod, args, out, name=name: spent.__setitem__(name, spent[name] + time.process_time() - started[id(mod)])
+                lambda mod, args, kwargs, out, name=name: spent.__setitem__(
+                    part(mod, name, args, kwargs), spent[part(mod, name, args, kwargs)] + time.process_time() - started[id(mod)]
+                ),
+                with_kwargs=True,
             )
     asr.transcribe(paths[:2], max_new_tokens=args.tokens)
     spent.update(dict.fromkeys(spent, 0.0))
     c0 = time.process_time()
     asr.transcribe(paths, max_new_tokens=args.tokens)
     total = time.process_time() - c0
-    print(f"{len(paths)} clips, {audio_s:.1f} s of audio, {args.tokens} tokens at most, {args.threads} thread(s): "
+    print(f"{len(paths)} clips, {audio_s:.1f} s of audio, {args.tokens} tokens at most, {args.threads} thread(s), "
+          f"{args.dtype}, quantize {args.quantize}, batch {args.batch_size}: "
           f"{total:.2f} s of CPU time (RTFx {audio_s / total:.2f})\n")  # fmt: skip
     print("| part | CPU s | share |\n| --- | --- | --- |")
     for name, s in spent.items():

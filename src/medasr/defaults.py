@@ -30,3 +30,4 @@ TIMESTAMPS = ("segment", "word")  # granularities: segments always; "word" runs 
 # (docs/limits.md measures it). 1,024 tokens: ~700 words, hundreds of hotwords.
 MAX_CONTEXT_TOKENS = 1024
 LOW_CONFIDENCE = 0.5  # a word whose probability is below this is marked for review (`low_confidence`)
+QUANTIZE = ("none", "int8")  # CPU weights: as loaded, or int8 linear layers with int8 activations (model/quantize.py)

@@ -84,6 +84,11 @@ class ASR:
     def name(self) -> str:
         return str(self.loaded.path)
 
+    @property
+    def quantize(self) -> str | None:
+        """"int8" when the model's linear layers are quantized, else None."""
+        return self.loaded.quantize
+
     def transcribe(
         self,
         audio,
@@ -223,7 +228,10 @@ def _dtype_name(dtype) -> str:
 
 
 def load_model(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-               max_context_tokens: int = MAX_CONTEXT_TOKENS) -> ASR:  # fmt: skip
+               max_context_tokens: int = MAX_CONTEXT_TOKENS, quantize: str | None = None) -> ASR:  # fmt: skip
     """Load Qwen3-ASR from a hub id, a local directory (either checkpoint format) or "demo".
-    max_context_tokens: the longest context (prompt, hotwords) a request may carry."""
-    return ASR(load(model, device=device, dtype=dtype), batch_size=batch_size, max_context_tokens=max_context_tokens)
+
+    max_context_tokens: the longest context (prompt, hotwords) a request may carry.
+    quantize: None / "none" (weights as `dtype`) or "int8" (CPU: int8 linear layers and output
+    head with dynamic int8 activations, `medasr.model.quantize`)."""
+    return ASR(load(model, device=device, dtype=dtype, quantize=quantize), batch_size=batch_size, max_context_tokens=max_context_tokens)

@@ -40,6 +40,7 @@ class OfflineConfig:
     model: str = "demo"
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
     batch_size: int = 16
     warmup: int = 2  # batches of each mode run before its clocks start
     max_new_tokens: int | None = None
@@ -123,6 +124,7 @@ RUNNERS: dict[str, tuple[Callable, Callable[[OfflineConfig], int]]] = {
 
 def load(cfg: OfflineConfig):
     """The ASR object to benchmark: a checkpoint, or random weights of a published size."""
+    from medasr.model import quantize as quant
     from medasr.model.checkpoint import pick_device, pick_dtype
     from medasr.transcribe import ASR, load_model
 
@@ -132,11 +134,14 @@ def load(cfg: OfflineConfig):
         from medasr.bench import randomweights
 
         device = pick_device(cfg.device)
-        asr = ASR(
-            randomweights.build(cfg.random_weights, device, pick_dtype(cfg.dtype, device), cfg.seed), cfg.batch_size
-        )
+        dtype = pick_dtype(cfg.dtype, device)
+        mode = quant.check(cfg.quantize, device, dtype)
+        loaded = randomweights.build(cfg.random_weights, device, dtype, cfg.seed)
+        quant.quantize_model(loaded.model, mode)
+        loaded.quantize = mode
+        asr = ASR(loaded, cfg.batch_size)
     else:
-        asr = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        asr = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size, quantize=cfg.quantize)
     if cfg.max_batch_audio_s:
         asr.engine.max_batch_audio_s = cfg.max_batch_audio_s
     asr.engine.compile = cfg.compile
@@ -238,15 +243,17 @@ def run(cfg: OfflineConfig, workload: Workload, accuracy: str | None = None, log
     elif accuracy and not workload.has_references:
         warnings.append("no accuracy: the clips have no reference texts")
     from medasr.bench.randomweights import n_parameters
+    from medasr.model.quantize import quantized_parameters
 
     return {
         "benchmark": "offline",
         "model": None if cfg.random_weights else cfg.model,
         "random_weights": cfg.random_weights,
         "tokens_per_second": cfg.tokens_per_second if cfg.random_weights else None,
-        "parameters": n_parameters(asr.loaded.model),
+        "parameters": n_parameters(asr.loaded.model) + quantized_parameters(asr.loaded.model),
         "device": str(device),
         "dtype": str(asr.loaded.dtype).removeprefix("torch."),
+        "quantize": asr.loaded.quantize,
         "batch_size": cfg.batch_size,
         "max_batch_audio_s": asr.engine.max_batch_audio_s,
         "warmup_batches": cfg.warmup,

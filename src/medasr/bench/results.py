@@ -105,7 +105,8 @@ def offline_md(r: dict) -> list[str]:
     who = f"RANDOM WEIGHTS {r['random_weights']}" if r["random_weights"] else r["model"]
     out = [f"# Offline benchmark: {who}", ""]
     out += [f"**Warning:** {w}" for w in r["warnings"]] + ([""] if r["warnings"] else [])
-    out.append(f"Device {r['device']} ({r['dtype']}), batch size {r['batch_size']}, {r['warmup_batches']} warm-up "
+    quantized = f", {r['quantize']} weights" if r.get("quantize") else ""
+    out.append(f"Device {r['device']} ({r['dtype']}{quantized}), batch size {r['batch_size']}, {r['warmup_batches']} warm-up "
                f"batches per mode, {r['parameters']:,} parameters; workload: {_dataset(r)}.")  # fmt: skip
     out += [
         "",

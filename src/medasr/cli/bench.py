@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         from medasr.bench.offline import run as run_offline
 
         cfg = OfflineConfig(
-            model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, warmup=args.warmup,
+            model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize, batch_size=args.batch_size,
+            warmup=args.warmup,
             max_new_tokens=args.max_new_tokens, random_weights=args.random_weights,
             tokens_per_second=args.tokens_per_second, baselines=args.baseline, baseline_limit=args.baseline_limit,
             vad=args.vad, max_batch_audio_s=args.max_batch_audio_s, seed=args.seed, threads=args.threads,

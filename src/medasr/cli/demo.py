@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medasr.defaults import QUANTIZE
+
 NAME = "demo"
 HELP = "transcribe synthetic held-out medical sentences, a context example and silence with the demo model"
 DESCRIPTION = """Speak sentences no training sentence comes from with espeak-ng's default English
@@ -43,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="sentence seed (default: the evaluation seed)")
     p.add_argument("--context", default=None, help="context (hotwords) for every clip of a sentence set")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--quantize", default="none", choices=QUANTIZE,
+                   help="int8: int8 linear layers with int8 activations (CPU; docs/performance.md) (default: none)")
     p.add_argument("--quiet", action="store_true", help="print only the figures")
 
 
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not voices:
         raise UserError("--voices: give at least one espeak-ng voice")
     seed = demo.EVAL_SEED if args.seed is None else args.seed
-    asr = load_model(args.model, device=args.device)
+    asr = load_model(args.model, device=args.device, quantize=args.quantize)
     if args.set_name is None:
         return _tour(asr, voices, seed, args.n)
     if args.set_name == "context":

@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         model=_model_id(args.model), baseline=args.baseline and _model_id(args.baseline), datasets=specs, output_dir=args.output_dir,
         split=args.split, limit=args.limit, normalizer=args.normalizer, terms=args.terms,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, language=language,
-        context=args.context, max_context_tokens=args.max_context_tokens, device=args.device, dtype=args.dtype, resamples=args.resamples,
+        context=args.context, max_context_tokens=args.max_context_tokens, device=args.device, dtype=args.dtype,
+        quantize=args.quantize, resamples=args.resamples,
         seed=args.seed, command=_command(), options=options,
     )
     ray = ray_options(args)

@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         model=args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
+        quantize=args.quantize,
         api_key=args.api_key, language=args.language, max_batch_size=args.max_batch_size, live_rows=args.live_rows,
         compile=args.compile,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, request_timeout_s=args.request_timeout_s,

@@ -194,7 +194,8 @@ def _local(args: argparse.Namespace, display) -> None:
         elif isinstance(e, Failed):
             display.failed(e.item_id, e.message)
 
-    scheduler = Scheduler(Engine(load(args.model, device=args.device, dtype=args.dtype), max_context_tokens=args.max_context_tokens))
+    loaded = load(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
+    scheduler = Scheduler(Engine(loaded, max_context_tokens=args.max_context_tokens))
     scheduler.start()
     try:
         session = LiveSession(scheduler, options, on_event, words=timer)

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipping {skipped} input(s) already transcribed in {out_dir}", file=sys.stderr)
 
     asr = None if ray else load_model(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                      max_context_tokens=args.max_context_tokens)
+                                      max_context_tokens=args.max_context_tokens, quantize=args.quantize)
     errors = _ErrorLog(out_dir / ERRORS_NAME) if out_dir else None
     if asr is not None and args.timestamps == "word":
         asr.word_timer(args.aligner).load()  # a bad --aligner is an error before any work
@@ -253,7 +253,7 @@ def _on_ray(todo: list[str], args: argparse.Namespace, options, on_result) -> No
     with connect(options) as settled:
         settings = Settings(model_ref(args.model), settled.device(args.device), args.dtype, args.batch_size,
                             normalize_language(args.language), args.context, args.max_new_tokens, args.vad, args.max_piece_s,
-                            max_context_tokens=args.max_context_tokens)
+                            max_context_tokens=args.max_context_tokens, quantize=args.quantize)
         stats = transcribe_sources(todo, settings, settled, on_result)
     print(stats.summary(), file=sys.stderr)
 

@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 
 from medasr.defaults import ASSETS, DEFAULT_MODEL
 from medasr.errors import ModelLoadError
+from medasr.model import quantize as quant
+from medasr.model import weights
 from medasr.model.prompt import AUDIO_END, AUDIO_PAD, AUDIO_START, LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Loaded:
     format: str
     device: torch.device
     dtype: torch.dtype
+    quantize: str | None = None  # "int8": linear layers int8 (model/quantize.py); None: as `dtype`
 
 
 def _rename(key: str, table: list[tuple[str, str]]) -> str:
@@ -297,8 +300,9 @@ def load_processor(path: Path, fmt: str | None = None):
     )
 
 
-def load(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> Loaded:
-    """Load a checkpoint of either format onto a device, ready to generate."""
+def load(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> Loaded:
+    """Load a checkpoint of either format onto a device, ready to generate; `quantize="int8"`
+    (CPU): int8 linear layers with dynamic int8 activations (`medasr.model.quantize`)."""
     from transformers import Qwen3ASRForConditionalGeneration
 
     path = resolve(model)
@@ -311,22 +315,50 @@ def load(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") 
     fmt = detect_format(path)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-    if fmt == TRANSFORMERS:
+    mode = quant.check(quantize, dev, dt)
+    if fmt == TRANSFORMERS and (mode or _stored_dtype(path) not in (None, dt)):
+        net = _load_transformers_streamed(path, dt, mode)
+    elif fmt == TRANSFORMERS:  # used as stored: transformers maps the file, no copy
         net = Qwen3ASRForConditionalGeneration.from_pretrained(str(path), dtype=dt, use_safetensors=True)
     else:
-        net = _load_original(path, dt)
+        net = _load_original(path, dt, mode)
     net.to(dev).eval()
-    return Loaded(net, load_processor(path, fmt), path, fmt, dev, dt)
+    return Loaded(net, load_processor(path, fmt), path, fmt, dev, dt, mode)
 
 
-def _load_original(path: Path, dtype: torch.dtype):
+def _stored_dtype(path: Path) -> torch.dtype | None:
+    """The floating dtype of the checkpoint's first weight file (None: no floating tensor)."""
+    first = _weight_files(path)[:1]
+    kinds = {e.dtype for e in weights.index(first).values() if e.dtype.is_floating_point}
+    return next(iter(kinds)) if len(kinds) == 1 else None
+
+
+def _load_transformers_streamed(path: Path, dtype: torch.dtype, quantize: str | None):
+    """A transformers-format checkpoint converted or quantized tensor by tensor (`model.weights`)."""
+    from transformers import GenerationConfig, Qwen3ASRConfig, Qwen3ASRForConditionalGeneration
+
+    cls = Qwen3ASRForConditionalGeneration
+    config = Qwen3ASRConfig.from_pretrained(str(path))
+    net = weights.build(cls, config, weights.index(_weight_files(path)), dtype, quantize, f"{path}", "Qwen3-ASR")
+    _materialise_buffers(net, config, cls)
+    if not quantize:
+        net.to(dtype)
+    if (path / "generation_config.json").exists():
+        net.generation_config = GenerationConfig.from_pretrained(str(path))
+    return net
+
+
+def _load_original(path: Path, dtype: torch.dtype, quantize: str | None = None):
+    """The original format, renamed and converted tensor by tensor (`model.weights`)."""
     from transformers import GenerationConfig, Qwen3ASRForConditionalGeneration
 
+    cls = Qwen3ASRForConditionalGeneration
     config = original_to_hf_config(_read_json(path / "config.json"))
-    state = {original_to_hf_key(k): v.to(dtype) for k, v in read_state_dict(path).items()}
-    if config.tie_word_embeddings:
-        state.setdefault("lm_head.weight", state.get("model.language_model.embed_tokens.weight"))
-    net = build_from_state(Qwen3ASRForConditionalGeneration, config, state, dtype, f"{path}", "Qwen3-ASR")
+    tensors = weights.index(_weight_files(path), original_to_hf_key)
+    net = weights.build(cls, config, tensors, dtype, quantize, f"{path}", "Qwen3-ASR")
+    _materialise_buffers(net, config, cls)
+    if not quantize:
+        net.to(dtype)
     eos = config.eos_token_id
     net.generation_config = GenerationConfig(
         eos_token_id=list(eos) if isinstance(eos, (list, tuple)) else eos,
@@ -365,10 +397,11 @@ def _materialise_buffers(net, config, cls) -> None:
     for name, buf in list(net.named_buffers()):
         if buf.device.type != "meta":
             continue
-        if fresh is None:
-            with torch.device("cpu"):
-                small = copy.deepcopy(config)
-                fresh = dict(cls._from_config(small).named_buffers())
+        if fresh is None:  # parameters on the meta device: a full model's weights are never allocated
+            from accelerate import init_empty_weights
+
+            with torch.device("cpu"), init_empty_weights(include_buffers=False):
+                fresh = dict(cls._from_config(copy.deepcopy(config)).named_buffers())
         module_name, _, attr = name.rpartition(".")
         module = net.get_submodule(module_name)
         persistent = attr not in getattr(module, "_non_persistent_buffers_set", set())

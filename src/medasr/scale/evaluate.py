@@ -28,7 +28,7 @@ def transcribe_system(system: str, model: str, work: list[tuple[DatasetSpec, lis
     options = cfg.ray
     settings = Settings(model_ref(model), options.device(cfg.device), cfg.dtype, cfg.batch_size, cfg.language,
                         cfg.context, cfg.max_new_tokens, decode_first=True, max_duration_s=MAX_DURATION_S,
-                        max_context_tokens=cfg.max_context_tokens)
+                        max_context_tokens=cfg.max_context_tokens, quantize=cfg.quantize)
     logs = {spec.name: RecordLog(predictions_path(out_dir, system, spec.name, Shard()), ID) for spec, _ in work}
     meta: list[tuple[str, Row, str]] = []  # item index -> (dataset, row, audio label)
     bar = tqdm(total=sum(len(rows) for _, rows in work), desc=f"{system} (ray)", unit="utt", file=sys.stderr,

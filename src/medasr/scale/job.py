@@ -56,6 +56,7 @@ class Settings:
     decode_first: bool = False  # evaluate: load_audio(name=) first; load errors and too-long clips apart
     max_duration_s: float | None = None  # with decode_first: longer clips are dropped, not transcribed
     max_context_tokens: int = MAX_CONTEXT_TOKENS
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
 
     @property
     def rows_per_call(self) -> int:
@@ -163,7 +164,7 @@ class Transcriber:
             transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars of every worker
             s = self.settings
             self.engine = load_model(s.model, device=s.device, dtype=s.dtype, batch_size=s.batch_size,
-                                     max_context_tokens=s.max_context_tokens).engine
+                                     max_context_tokens=s.max_context_tokens, quantize=s.quantize).engine
         return self.engine
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

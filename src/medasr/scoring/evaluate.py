@@ -138,12 +138,14 @@ def wait_for_parts(out_dir: Path, systems: Iterable[str], datasets: list[tuple[D
 
 def _settings(cfg: EvalConfig, dtype: str) -> dict:
     """What the predictions depend on; a resumed run must match it."""
+    decoding = {"language": cfg.language, "context": cfg.context, "max_new_tokens": cfg.max_new_tokens, "dtype": dtype}
+    if cfg.quantize and cfg.quantize != "none":  # absent otherwise: runs made before the option still resume
+        decoding["quantize"] = cfg.quantize
     return {
         "systems": cfg.systems(),
         "split": cfg.split,
         "datasets": {d.name: d.spec for d in cfg.datasets},
-        "decoding": {"language": cfg.language, "context": cfg.context,
-                     "max_new_tokens": cfg.max_new_tokens, "dtype": dtype},
+        "decoding": decoding,
     }
 
 
@@ -222,7 +224,8 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None, remote: RemoteTranscri
             continue
         from medasr.transcribe import load_model
 
-        asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size, max_context_tokens=cfg.max_context_tokens)
+        asr = load_model(model, device=device, dtype=cfg.dtype, batch_size=cfg.batch_size, max_context_tokens=cfg.max_context_tokens,
+                         quantize=cfg.quantize)
         prefix = f"[rank {shard.rank}] " if shard.world_size > 1 else ""
         for spec, _rows in datasets:
             if not todo[spec.name]:
@@ -243,7 +246,8 @@ def evaluate(cfg: EvalConfig, shard: Shard | None = None, remote: RemoteTranscri
         spec.name: {s: read_predictions(prediction_parts(out_dir, s, spec.name)) for s in cfg.systems()}
         for spec, _ in datasets
     }
-    run = {"device": device, "dtype": dtype, "world_size": shard.world_size, "transcribed_now": transcribed}
+    label = f"{dtype}, {cfg.quantize} weights" if cfg.quantize and cfg.quantize != "none" else dtype
+    run = {"device": device, "dtype": label, "world_size": shard.world_size, "transcribed_now": transcribed}
     result = report.build(cfg, datasets, predictions, norm, terms, run)
     report.write(result, out_dir)
     return result

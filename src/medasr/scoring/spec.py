@@ -165,6 +165,7 @@ class EvalConfig:
     max_context_tokens: int = MAX_CONTEXT_TOKENS
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
     resamples: int = 1000
     seed: int = 42
     command: str = ""

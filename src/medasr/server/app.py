@@ -24,8 +24,8 @@ from medasr.server.timeouts import ReadDeadline
 def load_engine(config: ServerConfig) -> Engine:
     from medasr.model.checkpoint import load
 
-    engine = Engine(load(config.model, device=config.device, dtype=config.dtype), batch_size=config.max_batch_size,
-                    max_context_tokens=config.max_context_tokens)
+    loaded = load(config.model, device=config.device, dtype=config.dtype, quantize=config.quantize)
+    engine = Engine(loaded, batch_size=config.max_batch_size, max_context_tokens=config.max_context_tokens)
     engine.compile = config.compile
     return engine
 

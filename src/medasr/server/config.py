@@ -14,6 +14,7 @@ class ServerConfig:
     served_model_name: str | list[str] | None = None  # ids served and listed (default: --model and its short name)
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None  # "int8": CPU int8 linear layers (medasr.model.quantize)
     api_key: str | None = None  # guards /v1/*; /health, /ready, /metrics and the page stay open
     language: str = "English"  # default when a request names none ("auto": the model detects it)
     max_batch_size: int = 16
