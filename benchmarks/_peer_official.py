@@ -7,7 +7,7 @@ transformers backend), prints one JSON line describing itself, then answers one 
 command read from stdin:
 
     {"paths": [...], "batch_size": B, "warmup": K}
-    -> {"texts": [...], "tokens": [...], "e2e_s": ..., "cpu_s": ..., "model_s": ..., "forwards": ...}
+    -> {"texts": [...], "tokens": [...], "e2e_s": ..., "cpu_s": ..., "model_s": ..., "forwards": ..., "peak_rss_mb": ...}
 
 Each command first transcribes the first K paths once (not timed), then all paths with
 `max_inference_batch_size` B, timing the whole `transcribe` call (end to end: audio loading,
@@ -44,6 +44,7 @@ def main() -> int:
     import qwen_asr
     import transformers
     from _clock import ForwardClock, parameter_digest
+    from _peak import peak_mb
 
     default_batch = inspect.signature(qwen_asr.Qwen3ASRModel.from_pretrained).parameters["max_inference_batch_size"].default
     asr = qwen_asr.Qwen3ASRModel.from_pretrained(
@@ -97,6 +98,7 @@ def main() -> int:
             "cpu_s": cpu,
             "model_s": clock.seconds,
             "forwards": clock.calls,
+            "peak_rss_mb": round(peak_mb(), 1),
         }
         print(json.dumps(reply, ensure_ascii=False), flush=True)
     return 0

@@ -1,80 +1,84 @@
-"""medasr against the official qwen-asr package on the same checkpoint, clips and token counts.
+"""medasr against the runtimes CPU users pick, on the same weights, clips and token counts:
+the official qwen-asr package and sherpa-onnx (fp32 and int8 ONNX Runtime).
 
-    scripts/peer_venv.sh                       # once: the official package in /tmp/venv-qwenasr
-    python benchmarks/bench_peers.py           # --clips 32 --tokens 32 --layers 8 --width 512 --threads 1
+    scripts/peer_venv.sh                               # once: the official package in /tmp/venv-qwenasr
+    python benchmarks/bench_peers.py                   # small model; --threads 1 --medasr float32,int8
+    python benchmarks/bench_peers.py --shape 0.6b --threads 1,2 --sherpa-dir runs/peers/sherpa-0.6b-s0 \
+        --medasr float32,bfloat16,int8 --repeats 2 --output runs/peers/0.6b.json
 
-One run, one machine, one thread each (--threads). What is compared:
-- the official qwen-asr 0.0.6, transformers backend (`Qwen3ASRModel.from_pretrained(...).transcribe`),
-  in its own venv with transformers 4.57.6, as a subprocess (benchmarks/_peer_official.py);
-- medasr's public API (`medasr.load_model(...).transcribe`) in this environment, so whatever
-  engine that API runs is what is measured.
+Every system runs in a worker process of its own, one at a time, with the same JSON protocol
+(`_peer_medasr.py`, `_peer_official.py`, `_peer_sherpa.py`), so its CPU time and peak resident
+memory are its own:
+- medasr through its public API (`medasr.load_model(..., dtype=, quantize=).transcribe`), as
+  float32 (its CPU default), bfloat16 and int8 (`--quantize int8`), at batch 1 and --batch;
+- the official qwen-asr 0.0.6 (transformers backend, float32) in its own venv with transformers
+  4.57.6, at batch 1 and its default batch (32);
+- sherpa-onnx (`pip install sherpa-onnx`), fp32 and int8, one clip at a time (it does not batch
+  Qwen3-ASR), on ONNX files exported from the same checkpoint by the public exporter that
+  sherpa-onnx's Qwen3-ASR packages come from (github.com/Wasser1462/Qwen3-ASR-onnx), run outside
+  this repository in the official venv (docs/performance.md, "CPU peers", has the commands):
+  --sherpa-dir holds fp32/ and int8/ export folders. Without it the sherpa rows are left out.
 
-Same weights: one random Qwen3-ASR of the real architecture (--layers decoder and encoder
-layers, --width hidden size, the official 151,936-token vocabulary and special-token ids) is
-built with medasr.model.build and saved twice from the same tensors, in the ORIGINAL format (what
-qwen-asr reads) and the transformers format (what medasr reads); both sides report a digest of
-the parameters they loaded, which must agree.
+Same weights: one random Qwen3-ASR of the real architecture is built with medasr.model.build and
+saved twice from the same tensors, in the ORIGINAL format (what qwen-asr and the exporter read) and
+the transformers format (what medasr reads); --shape 0.6b / 1.7b gives the published models' exact
+dimensions, --shape family a small model of the same family (--layers, --width, --conv). medasr
+and qwen-asr report a digest of the float32 parameters they loaded, which must agree.
 
-Same token counts: random weights never stop by themselves, but by chance one may emit an end
-token. The checkpoint's rows of the (tied) embedding for <|im_end|> and <|endoftext|> are
-zeroed, so their logit is exactly 0 while the largest of the other ~152k random logits is
-positive: neither side can ever stop early, and both generate exactly --tokens tokens per clip
-(max_new_tokens on both sides, no hook in either decode loop). The counts are checked: qwen-asr's
-from what its generate returns, medasr's from `hit_token_cap` on every transcript.
+Same token counts: the checkpoint's rows of the (tied) embedding for <|im_end|> and <|endoftext|>
+are zeroed, so their logit is exactly 0 while the largest of the other ~152k random logits is
+positive: no system can stop early, and each generates exactly --tokens tokens per clip (checked).
 
-Same clips: --clips espeak-ng speech clips with LibriSpeech test-clean's durations
-(medasr.bench.workload, log-normal, median 5.8 s) kept below --max-clip-s (20 s, so no clip is cut
-by either side's long-audio path), written as 16 kHz WAV files that both sides read.
+Same clips: --clips espeak-ng speech clips with LibriSpeech test-clean's durations (log-normal,
+median 5.8 s) kept below --max-clip-s, as 16 kHz WAV files every system reads.
 
-Three clocks on both sides: end to end (the whole transcribe call: reading the files, features,
-prompt, model, decoding, parsing), model (time inside the model's forwards, _clock.ForwardClock,
-identical on both sides), and CPU (the process's CPU time over the whole call: with one thread it
-is what the work costs, and it moves far less than wall time when other jobs share the cores).
-RTFx = audio seconds / seconds. Batch sizes: each side's default
-(read from its API's signature) and both at 16 (--batch-sizes). With --repeats R the modes run R
-times, alternating which side goes first; the best time of each is reported.
+Clocks: end to end (the whole transcribe call or loop: reading files, features, model, decoding)
+and the worker's CPU time over it; RTFx = audio seconds / seconds; best of --repeats, the batch
+modes of one system alternating. Peak RSS is the worker's VmHWM after its runs (loading
+included); for medasr also the weights as stored and the largest KV cache of a call.
 
-Texts: with the same greedy decoding both sides should write the same text. Where they differ,
-the cause is reported per clip: qwen-asr computes log-mel features of a padded batch (the
-feature extractor pads the waveforms of a batch to the longest, which changes the STFT of the
-shorter clips' tails), while medasr computes each clip's features on its own. A clip that is the
-longest of its qwen-asr batch has unpadded features there.
+Texts: with greedy decoding every float32 system should write the same text. Each row is compared
+with medasr float32 at batch 1 (same threads), sherpa-onnx's after the official repetition clean-up
+it lacks. With random weights an int8 or bfloat16 difference counts argmax flips, not accuracy
+(`bench_quantize_accuracy.py` measures that on the demo model).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_VENV_PYTHON = "/tmp/venv-qwenasr/bin/python"
+PRECISIONS = {"float32": ("float32", "none"), "bfloat16": ("bfloat16", "none"), "int8": ("float32", "int8")}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="See the module docstring for the method.")
-    ap.add_argument("--clips", type=int, default=32, help="number of clips (default: 32)")
+    ap.add_argument("--clips", type=int, default=8, help="number of clips (default: 8)")
     ap.add_argument("--max-clip-s", type=float, default=20.0, help="longest clip in seconds (default: 20)")
     ap.add_argument("--audio", choices=("speech", "noise"), default="speech", help="espeak-ng speech or white noise (default: speech)")
-    ap.add_argument("--tokens", type=int, default=32, help="generated tokens per clip, forced on both sides (default: 32)")
-    ap.add_argument("--layers", type=int, default=8, help="decoder and encoder layers (default: 8)")
-    ap.add_argument("--width", type=int, default=512, help="decoder and encoder hidden size, a multiple of 64 (default: 512)")
-    ap.add_argument("--conv", type=int, default=480, help="encoder convolution channels (default: 480, the published models')")
+    ap.add_argument("--tokens", type=int, default=32, help="generated tokens per clip, forced on every side (default: 32)")
     ap.add_argument("--shape", choices=("family", "0.6b", "1.7b"), default="family",
                     help="'family': --layers/--width/--conv in the published shape family; '0.6b' or '1.7b': the published "
                     "model's exact dimensions (medasr.model.build.SIZES; --layers/--width/--conv ignored) (default: family)")  # fmt: skip
+    ap.add_argument("--layers", type=int, default=8, help="family: decoder and encoder layers (default: 8)")
+    ap.add_argument("--width", type=int, default=512, help="family: hidden size, a multiple of 64 (default: 512)")
+    ap.add_argument("--conv", type=int, default=480, help="family: encoder convolution channels (default: 480, the published models')")
     ap.add_argument("--seed", type=int, default=0, help="seed of the weights and clips (default: 0)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads on each side (default: 1)")
-    ap.add_argument("--batch-sizes", default="default,16",
-                    help="comma-separated: 'default' (each side's own) or a number used by both (default: default,16)")  # fmt: skip
-    ap.add_argument("--repeats", type=int, default=1, help="runs of every mode, alternating the order (default: 1)")
-    ap.add_argument("--warmup-clips", type=int, default=4, help="clips transcribed before each timed run (default: 4)")
+    ap.add_argument("--threads", default="1", help="comma-separated thread counts, each system at each (default: 1)")
+    ap.add_argument("--medasr", default="float32,int8", help=f"medasr's precisions, of {', '.join(PRECISIONS)} (default: float32,int8)")
+    ap.add_argument("--batch", type=int, default=16, help="medasr's batched mode (default: 16); batch 1 always runs")
+    ap.add_argument("--official-batch", type=int, default=None, help="the official package's batched mode (default: its own default, 32)")
+    ap.add_argument("--no-official", action="store_true", help="leave the official package out (no venv needed)")
+    ap.add_argument("--sherpa-dir", default=None, help="sherpa-onnx export folders fp32/ and int8/ of this checkpoint (default: no sherpa rows)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs of every mode; the best counts (default: 1)")
+    ap.add_argument("--warmup-clips", type=int, default=1, help="clips transcribed before each timed run (default: 1)")
     ap.add_argument("--venv-python", default=DEFAULT_VENV_PYTHON,
                     help=f"python of the qwen-asr venv made by scripts/peer_venv.sh (default: {DEFAULT_VENV_PYTHON})")  # fmt: skip
     ap.add_argument("--work-dir", default=str(ROOT / "runs" / "peers"), help="checkpoints and clips (reused) (default: runs/peers)")
@@ -82,9 +86,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.width % 64 or args.width < 128:
         ap.error("--width must be a multiple of 64, at least 128")
-    for name in ("clips", "tokens", "layers", "threads", "repeats"):
+    for name in ("clips", "tokens", "layers", "repeats", "batch"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
+    args.threads = [int(x) for x in args.threads.split(",")]
+    args.medasr = [x.strip() for x in args.medasr.split(",") if x.strip()]
+    unknown = [x for x in args.medasr if x not in PRECISIONS]
+    if unknown or "float32" not in args.medasr:
+        ap.error(f"--medasr takes {', '.join(PRECISIONS)} and must include float32 (the texts' reference)")
     return args
 
 
@@ -154,29 +163,21 @@ def make_clips(out: Path, n: int, max_s: float, audio: str, seed: int) -> list[t
     return [(out / c.name, c.duration) for c in clips]
 
 
-# ---------------------------------------------------------------------------------------------- the two sides
+# ---------------------------------------------------------------------------------------------- the systems
 
 
-class Official:
-    """The qwen-asr worker process: one JSON command in, one JSON reply out."""
+class Worker:
+    """One system's worker process: a JSON description first, then one JSON reply per command."""
 
-    def __init__(self, python: str, model: Path, tokens: int, threads: int):
-        if not Path(python).exists():
-            raise SystemExit(
-                f"bench_peers: {python} not found: create the official package's venv with scripts/peer_venv.sh "
-                "(or pass --venv-python)"
-            )
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        env.pop("PYTHONPATH", None)  # medasr's path must not leak into the official venv
-        cmd = [python, str(HERE / "_peer_official.py"), "--model", str(model), "--max-new-tokens", str(tokens),
-               "--threads", str(threads)]  # fmt: skip
+    def __init__(self, label: str, cmd: list[str], env: dict):
+        self.label = label
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=HERE)
         self.info = self._read()
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"bench_peers: the qwen-asr worker exited (status {self.proc.wait()}); see its stderr above")
+            raise SystemExit(f"bench_peers: the {self.label} worker exited (status {self.proc.wait()}); see its stderr above")
         return json.loads(line)
 
     def run(self, paths: list[Path], batch_size: int, warmup: int) -> dict:
@@ -186,81 +187,93 @@ class Official:
 
     def close(self) -> None:
         self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        self.proc.wait(timeout=120)
 
 
-class Medasr:
-    """medasr through its public API, in this process."""
+def thread_env(threads: int, python_path: bool) -> dict:
+    """The same thread settings for every system: torch's idle threads sleep, as medasr's commands
+    make them (a spinning thread counts as CPU time); ONNX Runtime keeps its own default."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    if python_path:
+        from _peak import child_env
 
-    def __init__(self, model: Path, tokens: int, threads: int):
-        import torch
-        from _clock import ForwardClock, parameter_digest
-
-        import medasr
-
-        torch.set_num_threads(threads)
-        self.tokens = tokens
-        self.default_batch_size = inspect.signature(medasr.load_model).parameters["batch_size"].default
-        self.asr = medasr.load_model(str(model), device="cpu", dtype="float32")
-        self.clock = ForwardClock(self.asr.loaded.model)
-        self.info = {
-            "package": f"medasr {medasr.__version__}",
-            "transformers": __import__("transformers").__version__,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "default_batch_size": self.default_batch_size,
-            "dtype": str(self.asr.loaded.dtype).removeprefix("torch."),
-            "attn_implementation": getattr(self.asr.loaded.model.config, "_attn_implementation", None),
-            "digest": parameter_digest(self.asr.loaded.model),
-        }
-
-    def run(self, paths: list[Path], batch_size: int, warmup: int) -> dict:
-        files = [str(p) for p in paths]
-        if warmup:
-            self.asr.transcribe(files[:warmup], batch_size=batch_size, max_new_tokens=self.tokens)
-        self.clock.reset()
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = self.asr.transcribe(files, batch_size=batch_size, max_new_tokens=self.tokens)
-        e2e, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return {
-            "texts": [t.text for t in out],
-            # hit_token_cap: no end token and max_new_tokens reached, i.e. exactly `tokens` tokens
-            "tokens": [self.tokens if t.hit_token_cap else None for t in out],
-            "e2e_s": e2e,
-            "cpu_s": cpu,
-            "model_s": self.clock.seconds,
-            "forwards": self.clock.calls,
-        }
+        env = {**child_env(), **{k: env[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}}
+    else:
+        env.pop("PYTHONPATH", None)  # medasr's path must not leak into the official venv
+    return env
 
 
-# ---------------------------------------------------------------------------------------------- comparing
-
-
-def padded_in_batch(durations: list[float], batch_size: int) -> list[bool]:
-    """For qwen-asr's batches (consecutive groups in input order): is the clip shorter than its batch's longest?"""
+def systems(args, original: Path, hf: Path, threads: int) -> list[tuple[str, list[int], callable]]:
+    """(label, batch sizes, start the worker) for every system of this run."""
     out = []
-    for start in range(0, len(durations), batch_size):
-        group = durations[start : start + batch_size]
-        out += [d < max(group) for d in group]
+    for name in args.medasr:
+        dtype, quantize = PRECISIONS[name]
+        cmd = [sys.executable, str(HERE / "_peer_medasr.py"), "--model", str(hf), "--max-new-tokens", str(args.tokens),
+               "--threads", str(threads), "--dtype", dtype, "--quantize", quantize]  # fmt: skip
+        out.append((f"medasr {name}", [1, args.batch], lambda cmd=cmd, name=name: Worker(f"medasr {name}", cmd, thread_env(threads, True))))
+    if not args.no_official:
+        if not Path(args.venv_python).exists():
+            raise SystemExit(f"bench_peers: {args.venv_python} not found: create the official package's venv with "
+                             "scripts/peer_venv.sh (or pass --venv-python, or --no-official)")  # fmt: skip
+        cmd = [args.venv_python, str(HERE / "_peer_official.py"), "--model", str(original), "--max-new-tokens", str(args.tokens),
+               "--threads", str(threads)]  # fmt: skip
+        out.append(("qwen-asr float32", [1, args.official_batch or 0],
+                    lambda cmd=cmd: Worker("qwen-asr", cmd, thread_env(threads, False))))  # fmt: skip
+    if args.sherpa_dir:
+        for precision in ("fp32", "int8"):
+            folder = Path(args.sherpa_dir) / precision
+            if not folder.is_dir():
+                raise SystemExit(f"bench_peers: {folder} not found: export the checkpoint first (docs/performance.md, 'CPU peers')")
+            cmd = [sys.executable, str(HERE / "_peer_sherpa.py"), "--model-dir", str(folder), "--precision", precision,
+                   "--max-new-tokens", str(args.tokens), "--threads", str(threads)]  # fmt: skip
+            out.append((f"sherpa-onnx {precision}", [1], lambda cmd=cmd, p=precision: Worker(f"sherpa-onnx {p}", cmd, thread_env(threads, False))))
     return out
 
 
-def compare(official: dict, ours: dict, durations: list[float], official_batch: int, tokens: int) -> dict:
-    same = [a == b for a, b in zip(official["texts"], ours["texts"])]
-    padded = padded_in_batch(durations, official_batch)
-    differ = [i for i, s in enumerate(same) if not s]
-    return {
-        "identical": sum(same),
-        "differ": differ,
-        "differ_padded_in_official_batch": sum(padded[i] for i in differ),
-        "identical_padded_in_official_batch": sum(p for p, s in zip(padded, same) if s),
-        "tokens_official_ok": all(t == tokens for t in official["tokens"]) and len(official["tokens"]) == len(durations),
-        "tokens_medasr_ok": all(t == tokens for t in ours["tokens"]),
-    }
+# ---------------------------------------------------------------------------------------------- running
 
 
 def rate(audio_s: float, seconds: float) -> float:
     return round(audio_s / seconds, 2) if seconds > 0 else float("nan")
+
+
+def measure(args, original: Path, hf: Path, paths: list[Path], audio_s: float) -> tuple[list[dict], dict]:
+    """Every system at every thread count, one worker at a time; the best of --repeats per mode."""
+    rows, infos = [], {}
+    for threads in args.threads:
+        for label, batches, start in systems(args, original, hf, threads):
+            log(f"{threads} thread(s): starting {label}")
+            worker = start()
+            infos[f"{label} @{threads}"] = worker.info
+            batches = [b or worker.info["default_batch_size"] for b in batches]
+            runs: dict[int, list[dict]] = {b: [] for b in batches}
+            for r in range(args.repeats):
+                for b in batches if r % 2 == 0 else batches[::-1]:
+                    runs[b].append(worker.run(paths, b, min(args.warmup_clips, len(paths))))
+                    log(f"  {label}, batch {b}, repeat {r + 1}: CPU {runs[b][-1]['cpu_s']:.1f} s")
+            worker.close()
+            for b in batches:
+                best = min(runs[b], key=lambda x: x["cpu_s"])
+                rows.append({
+                    "system": label, "threads": threads, "batch": b,
+                    "rtfx_cpu": rate(audio_s, best["cpu_s"]), "rtfx_e2e": rate(audio_s, min(x["e2e_s"] for x in runs[b])),
+                    "cpu_s": round(best["cpu_s"], 3), "peak_rss_mb": max(x.get("peak_rss_mb", 0) for x in runs[b]) or None,
+                    "cache_mb": best.get("cache_mb"), "weights_mb": worker.info.get("weights_mb"),
+                    "tokens_ok": all(t == args.tokens for x in runs[b] for t in x["tokens"]),
+                    "stable": all(x["texts"] == runs[b][0]["texts"] for x in runs[b]), "texts": best["texts"],
+                })  # fmt: skip
+    return rows, infos
+
+
+def agreement(rows: list[dict]) -> None:
+    """Each row's texts against medasr float32 at batch 1 with the same threads (sherpa-onnx's after
+    the official repetition clean-up, which it does not apply)."""
+    from medasr.model.prompt import fix_repetitions
+
+    for row in rows:
+        ref = next(r for r in rows if r["system"] == "medasr float32" and r["batch"] == 1 and r["threads"] == row["threads"])
+        texts = [fix_repetitions(t) for t in row["texts"]] if row["system"].startswith("sherpa") else row["texts"]
+        row["same_as_float32"] = sum(a == b for a, b in zip(texts, ref["texts"]))
 
 
 def main(argv=None) -> int:
@@ -273,116 +286,66 @@ def main(argv=None) -> int:
                        args.clips, args.max_clip_s, args.audio, args.seed)  # fmt: skip
     paths, durations = [p for p, _ in clips], [d for _, d in clips]
     audio_s = sum(durations)
-    log(f"{len(paths)} clips, {audio_s:.1f} s of audio (mean {audio_s / len(paths):.2f} s, "
-        f"{min(durations):.2f}-{max(durations):.2f} s), {args.tokens} tokens each, {args.threads} thread(s)")  # fmt: skip
-
-    log("starting the qwen-asr worker")
-    official = Official(args.venv_python, original, args.tokens, args.threads)
-    log(f"loading medasr ({hf})")
-    ours = Medasr(hf, args.tokens, args.threads)
-    a, b = official.info["digest"], ours.info["digest"]
-    if a["parameters"] != b["parameters"] or abs(a["sum"] - b["sum"]) > 1e-6 * max(1.0, b["abs_sum"]):
-        raise SystemExit(f"bench_peers: the two sides loaded different weights: {a} vs {b}")
-
-    modes = []
-    for spec in [s.strip() for s in args.batch_sizes.split(",") if s.strip()]:
-        if spec == "default":
-            modes.append(("default", official.info["default_batch_size"], ours.default_batch_size))
-        else:
-            modes.append((spec, int(spec), int(spec)))
+    log(f"{len(paths)} clips, {audio_s:.1f} s of audio ({min(durations):.2f}-{max(durations):.2f} s), {args.tokens} tokens each")
     load_before = os.getloadavg()
-    runs: dict[str, dict[str, list[dict]]] = {name: {"official": [], "medasr": []} for name, _, _ in modes}
-    for r in range(args.repeats):
-        for k, (name, ob, mb) in enumerate(modes):
-            order = [("official", official, ob), ("medasr", ours, mb)]
-            if (r + k) % 2:
-                order.reverse()
-            for side, runner, batch in order:
-                log(f"repeat {r + 1}/{args.repeats}, batch {name}: {side} (batch {batch})")
-                runs[name][side].append(runner.run(paths, batch, min(args.warmup_clips, len(paths))))
+    rows, infos = measure(args, original, hf, paths, audio_s)
     load_after = os.getloadavg()
-    official.close()
-
-    rows = []
-    for name, ob, mb in modes:
-        o = min(runs[name]["official"], key=lambda x: x["e2e_s"])
-        m = min(runs[name]["medasr"], key=lambda x: x["e2e_s"])
-        o_model = min(x["model_s"] for x in runs[name]["official"])
-        m_model = min(x["model_s"] for x in runs[name]["medasr"])
-        o_cpu = min(x["cpu_s"] for x in runs[name]["official"])
-        m_cpu = min(x["cpu_s"] for x in runs[name]["medasr"])
-        cmp = compare(runs[name]["official"][0], runs[name]["medasr"][0], durations, ob, args.tokens)
-        stable = all(x["texts"] == runs[name][s][0]["texts"] for s in ("official", "medasr") for x in runs[name][s])
-        rows.append({
-            "batch": name, "official_batch": ob, "medasr_batch": mb,
-            "official": {"rtfx_model": rate(audio_s, o_model), "rtfx_e2e": rate(audio_s, o["e2e_s"]), "rtfx_cpu": rate(audio_s, o_cpu),
-                         "model_s": round(o_model, 3), "e2e_s": round(o["e2e_s"], 3), "cpu_s": round(o_cpu, 3), "forwards": o["forwards"]},
-            "medasr": {"rtfx_model": rate(audio_s, m_model), "rtfx_e2e": rate(audio_s, m["e2e_s"]), "rtfx_cpu": rate(audio_s, m_cpu),
-                       "model_s": round(m_model, 3), "e2e_s": round(m["e2e_s"], 3), "cpu_s": round(m_cpu, 3), "forwards": m["forwards"]},
-            "ratio_model": round(o_model / m_model, 2), "ratio_e2e": round(o["e2e_s"] / m["e2e_s"], 2), "ratio_cpu": round(o_cpu / m_cpu, 2),
-            "ratio_e2e_per_repeat": [round(x["e2e_s"] / y["e2e_s"], 2) for x, y in zip(runs[name]["official"], runs[name]["medasr"])],
-            "ratio_cpu_per_repeat": [round(x["cpu_s"] / y["cpu_s"], 2) for x, y in zip(runs[name]["official"], runs[name]["medasr"])],
-            "texts_stable_across_repeats": stable, **cmp,
-        })  # fmt: skip
-
+    digests = {k: v["digest"] for k, v in infos.items() if v.get("digest")}
+    if len({(d["parameters"], round(d["sum"], 3)) for d in digests.values()}) > 1:
+        raise SystemExit(f"bench_peers: the systems loaded different weights: {digests}")
+    agreement(rows)
     result = {
         "benchmark": "peers",
         "command": "python benchmarks/bench_peers.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": {"shape": args.shape, "layers": args.layers, "width": args.width, "conv": args.conv, "seed": args.seed,
-                  "parameters": ours.info["digest"]["parameters"], "eos_rows": "zeroed (no early stop)"},  # fmt: skip
-        "clips": {"n": len(paths), "audio": args.audio, "audio_s": round(audio_s, 2), "mean_s": round(audio_s / len(paths), 2),
-                  "min_s": min(durations), "max_s": max(durations)},  # fmt: skip
+                  "parameters": next(iter(digests.values()))["parameters"], "eos_rows": "zeroed (no early stop)"},  # fmt: skip
+        "clips": {"n": len(paths), "audio": args.audio, "audio_s": round(audio_s, 2), "min_s": min(durations), "max_s": max(durations)},
         "tokens_per_clip": args.tokens,
-        "threads": args.threads,
         "repeats": args.repeats,
         "loadavg_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "official": official.info,
-        "medasr": ours.info,
+        "systems": infos,
         "rows": rows,
     }
     print(markdown(result))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         log(f"wrote {args.output}")
-    bad = [r["batch"] for r in rows if not (r["tokens_official_ok"] and r["tokens_medasr_ok"])]
+    bad = [f"{r['system']} batch {r['batch']} @{r['threads']}" for r in rows if not r["tokens_ok"]]
     if bad:
-        log(f"ERROR: generated token counts differ from --tokens {args.tokens} in batch mode(s) {bad}")
+        log(f"ERROR: generated token counts differ from --tokens {args.tokens}: {bad}")
         return 1
     return 0
 
 
 def markdown(res: dict) -> str:
-    n = res["clips"]["n"]
-    spec = res["model"]
+    spec, n = res["model"], res["clips"]["n"]
     shape = f"{spec['layers']} layers x {spec['width']} wide" if spec["shape"] == "family" else f"the published {spec['shape']} shape"
     lines = [
-        f"official: {res['official']['package']} (transformers {res['official']['transformers']}, torch {res['official']['torch']}); "
-        f"medasr: {res['medasr']['package']} (transformers {res['medasr']['transformers']}, torch {res['medasr']['torch']})",
-        f"model: random Qwen3-ASR, {shape} "
-        f"({res['model']['parameters'] / 1e6:.1f} M parameters), float32, {res['threads']} thread(s); "
-        f"{n} clips, {res['clips']['audio_s']} s ({res['clips']['min_s']}-{res['clips']['max_s']} s, mean {res['clips']['mean_s']} s), "
-        f"{res['tokens_per_clip']} tokens per clip on both sides; best of {res['repeats']}; load average {res['loadavg_before_after']}",
+        f"model: random Qwen3-ASR, {shape} ({spec['parameters'] / 1e6:.1f} M parameters); {n} clips, {res['clips']['audio_s']} s "
+        f"({res['clips']['min_s']}-{res['clips']['max_s']} s), {res['tokens_per_clip']} tokens per clip on every side; "
+        f"best of {res['repeats']}; load average {res['loadavg_before_after']}",
         "",
-        "| batch (qwen-asr / medasr) | qwen-asr RTFx model / e2e / CPU | medasr RTFx model / e2e / CPU "
-        "| ratio model | ratio e2e | ratio CPU | identical texts | token counts equal |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| system | threads | batch | RTFx (CPU) | RTFx (wall) | peak RSS MB | weights / largest KV cache MB | texts = medasr float32 | tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["rows"]:
-        o, m = r["official"], r["medasr"]
-        ok = "yes" if r["tokens_official_ok"] and r["tokens_medasr_ok"] else "NO"
-        lines.append(
-            f"| {r['batch']} ({r['official_batch']} / {r['medasr_batch']}) | {o['rtfx_model']} / {o['rtfx_e2e']} / {o['rtfx_cpu']} "
-            f"| {m['rtfx_model']} / {m['rtfx_e2e']} / {m['rtfx_cpu']} | {r['ratio_model']}x | {r['ratio_e2e']}x | {r['ratio_cpu']}x "
-            f"| {r['identical']} of {n} | {ok} |"
-        )
+        mem = f"{r['weights_mb']:.0f} / {r['cache_mb']:.0f}" if r.get("cache_mb") is not None else ""
+        lines.append(f"| {r['system']} | {r['threads']} | {r['batch']} | {r['rtfx_cpu']} | {r['rtfx_e2e']} | {r['peak_rss_mb'] or ''} "
+                     f"| {mem} | {r['same_as_float32']} of {n} | {'exact' if r['tokens_ok'] else 'NO'} |")  # fmt: skip
     lines.append("")
-    for r in res["rows"]:
-        d = len(r["differ"])
-        lines.append(
-            f"batch {r['batch']}: {d} text(s) differ, {r['differ_padded_in_official_batch']} of them padded in their qwen-asr batch "
-            f"(features of a padded batch); {r['identical_padded_in_official_batch']} padded clip(s) still gave the same text. "
-            f"Ratio per repeat, e2e: {r['ratio_e2e_per_repeat']}, CPU: {r['ratio_cpu_per_repeat']}"
-        )
+    for threads in sorted({r["threads"] for r in res["rows"]}):
+        mine = [r for r in res["rows"] if r["threads"] == threads]
+        ours = [r for r in mine if r["system"].startswith("medasr")]
+        best = max(ours, key=lambda r: r["rtfx_cpu"])
+        for peer in ("sherpa-onnx int8", "sherpa-onnx fp32", "qwen-asr float32"):
+            theirs = [r for r in mine if r["system"] == peer]
+            if theirs:
+                top = max(theirs, key=lambda r: r["rtfx_cpu"])
+                lines.append(f"{threads} thread(s): medasr's best ({best['system']}, batch {best['batch']}) / {peer}'s best "
+                             f"(batch {top['batch']}): {best['rtfx_cpu'] / top['rtfx_cpu']:.2f}x CPU time")  # fmt: skip
+        official = [r for r in mine if r["system"] == "qwen-asr float32" and r["batch"] == 1]
+        for r in (x for x in ours if x["batch"] == 1 and official):
+            lines.append(f"{threads} thread(s): {r['system']} batch 1 / qwen-asr batch 1: {r['rtfx_cpu'] / official[0]['rtfx_cpu']:.2f}x CPU time")
     return "\n".join(lines)
 
 

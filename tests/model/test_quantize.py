@@ -34,7 +34,7 @@ def test_every_linear_layer_and_the_head_are_int8_and_recorded(demo_pair):
     net = int8.loaded.model
     assert not [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]  # none left in float
     assert isinstance(net.get_input_embeddings(), quant.Int8Embedding)
-    assert type(net.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert isinstance(net.lm_head, quant.Int8Linear)
     floats = sum(p.numel() for p in net.parameters())
     assert floats < 0.05 * sum(p.numel() for p in fp32.loaded.model.parameters())  # norms, convolutions, biases
     assert quant.quantized_parameters(net) + floats == sum(p.numel() for p in {id(p): p for p in fp32.loaded.model.parameters()}.values())
@@ -99,6 +99,9 @@ def test_int8_stays_near_the_official_answers_on_the_parity_fixture():
         ids = case["generated_ids"]
         agree += next((i for i, (a, b) in enumerate(zip(ids, got)) if a != b), min(len(ids), len(got)))
         total += len(ids)
-    assert min(cosines) > 0.98, cosines  # measured: 0.987-0.999
-    assert argmax_same >= 15  # measured: 15 of 16
-    assert agree >= 0.35 * total  # measured: 78 of 192 tokens before the first difference
+    # measured with 8-bit activations (VNNI): cosine 0.995-0.999, 14 of 16 argmax (the two others
+    # are near-ties of the official logits, top-2 margins of 0.02 and 0.28), 107 of 192 tokens
+    # before the first difference; with 7-bit activations: 0.987-0.999, 15 of 16, 78 of 192
+    assert min(cosines) > (0.99 if not quant.REDUCE_RANGE else 0.98), cosines
+    assert argmax_same >= 14
+    assert agree >= (0.5 if not quant.REDUCE_RANGE else 0.35) * total
