@@ -64,8 +64,10 @@ def _modules(model: torch.nn.Module, depth: int):
 def parameter_digest(model: torch.nn.Module) -> dict:
     """Count and float64 sum of the distinct parameters: two loads of one checkpoint agree."""
     params = {id(p): p for p in model.parameters()}.values()
-    return {
-        "parameters": sum(p.numel() for p in params),
-        "sum": float(sum(p.detach().double().sum() for p in params)),
-        "abs_sum": float(sum(p.detach().double().abs().sum() for p in params)),
-    }
+    total = absolute = 0.0
+    for p in params:  # in float64 chunks of 1M: a whole float64 copy of the embedding would cost the
+        for chunk in p.detach().reshape(-1).split(1 << 20):  # worker's peak memory 2.4 GB (0.6B)
+            c = chunk.double()
+            total += float(c.sum())
+            absolute += float(c.abs().sum())
+    return {"parameters": sum(p.numel() for p in params), "sum": total, "abs_sum": absolute}

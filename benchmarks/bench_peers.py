@@ -308,6 +308,7 @@ def main(argv=None) -> int:
     }
     print(markdown(result))
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         log(f"wrote {args.output}")
     bad = [f"{r['system']} batch {r['batch']} @{r['threads']}" for r in rows if not r["tokens_ok"]]

@@ -41,6 +41,7 @@ from medasr.defaults import (
 from medasr.errors import AudioError
 from medasr.model.checkpoint import Loaded, load
 from medasr.model.prompt import normalize_language
+from medasr.model.weights import release_memory
 from medasr.pipeline.assembler import assemble, failed
 from medasr.pipeline.engine import Engine, Request, Result
 from medasr.pipeline.scheduler import BULK, Scheduler
@@ -207,6 +208,8 @@ class ASR:
                 job.plan.samples = None  # its pieces are handed over: free the signal (a file is read again for words)
         self._submit(scheduler, group, on_piece)
         scheduler.run_all()
+        del scheduler  # its decoder's KV cache goes with it ...
+        release_memory()  # ... and out of the resident set
         if engine_errors:
             raise engine_errors[0]
         return out  # type: ignore[return-value]

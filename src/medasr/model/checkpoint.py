@@ -323,7 +323,9 @@ def load(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", 
     else:
         net = _load_original(path, dt, mode)
     net.to(dev).eval()
-    return Loaded(net, load_processor(path, fmt), path, fmt, dev, dt, mode)
+    loaded = Loaded(net, load_processor(path, fmt), path, fmt, dev, dt, mode)
+    weights.release_memory()  # the loading's temporaries, out of the resident set
+    return loaded
 
 
 def _stored_dtype(path: Path) -> torch.dtype | None:

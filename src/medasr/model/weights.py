@@ -121,3 +121,26 @@ def build(cls, config, tensors: dict[str, Entry], dtype: torch.dtype, quantize: 
     elif tied:
         net.tie_weights()
     return net
+
+
+def release_memory() -> None:
+    """Give the heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing).
+    Buffers freed after a load or a transcription (float32 tensors once converted, a finished
+    call's KV cache) stay in the process's heap otherwise, counted in its resident memory until
+    reused: 0.6B int8, 100-300 MB after loading and after each batched call."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()

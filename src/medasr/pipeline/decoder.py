@@ -30,9 +30,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from medasr.model.weights import release_memory
 from medasr.pipeline.engine import Engine, Request, Result, default_max_new_tokens
 
-PROMPT_COLUMNS = 512  # clock start for an empty cache: a 30 s prompt (~405 tokens) plus context fits before it
+# An empty decoder starts its clock at the first prompts' width, and a new cache holds them plus
+# HEADROOM columns of answer (or their budget, when smaller): a cache as wide as a 30 s prompt
+# whatever the clips wasted most of it on short ones (0.6B: 229 kB per row and column). A longer
+# prompt joining later shifts the rows right; the answers' columns grow by half when needed.
+HEADROOM = 128
+KEEP_COLUMNS = 768  # an idle decoder keeps a cache up to this wide (a 30 s prompt and its answer), frees a wider one
 COLUMN_QUANTUM = 256  # cache capacity grows in multiples of this (few distinct shapes on CUDA)
 # One prefill holds clips whose longest is at most this times the shortest: padding a prompt to a
 # longer one is computed for nothing (8 LibriSpeech-like clips of 4-13.5 s at batch 16: 1.8x the
@@ -110,6 +116,7 @@ class SlotCache:
         for i in range(len(self.keys)):  # one layer at a time: the old and new caches are never both whole
             self.keys[i] = taller(self.keys[i])
             self.values[i] = taller(self.values[i])
+        release_memory()  # the old layers' memory, freed into the heap, back to the system
 
     def decode(self, column: torch.Tensor, n: int, lo: int, hi: int) -> None:
         self._mode, self._column, self._n, self._lo, self._hi = "decode", column, n, lo, hi
@@ -147,6 +154,7 @@ class SlotCache:
         for i in range(len(self.keys)):  # layer by layer: the old cache is freed as the new one fills
             self.keys[i] = wider(self.keys[i])
             self.values[i] = wider(self.values[i])
+        release_memory()
 
     def move_row(self, src: int, dst: int) -> None:
         for t in (*self.keys, *self.values):
@@ -173,7 +181,7 @@ class Decoder:
         self.static = static or compile
         self.cache: SlotCache | None = None
         self.rows: list[_Row] = []
-        self.t = PROMPT_COLUMNS  # the column clock
+        self.t = 0  # the column clock
         self.stats = engine.stats  # shared by all decoders of the engine
         text = self.model.config.text_config
         self._shape = (text.num_hidden_layers, text.num_key_value_heads, getattr(text, "head_dim", None)
@@ -226,18 +234,21 @@ class Decoder:
         if len(items) > self.free:
             raise ValueError(f"{len(items)} requests for {self.free} free rows")
         done: list[tuple[Hashable, Result]] = []
+        rows = len(self.rows) + len(items)  # the cache grows its rows once for all the groups
         for group in _similar_lengths(items):
-            done += self._prefill(group)
+            done += self._prefill(group, rows)
         return done
 
-    def _prefill(self, items: Sequence[tuple[Hashable, Request]]) -> list[tuple[Hashable, Result]]:
+    def _prefill(self, items: Sequence[tuple[Hashable, Request]], rows: int) -> list[tuple[Hashable, Result]]:
         engine = self.engine
         requests = [r for _, r in items]
         feats, ids, attention = engine.prompts(requests)
         b, width = ids.shape
-        self._ensure_cache(width)
+        budgets = [self._budget(r) for r in requests]
+        self._ensure_cache(width, min(HEADROOM, max(budgets)))
+        self.cache.ensure_rows(rows)
         if not self.rows:
-            self.t = max(PROMPT_COLUMNS, width)
+            self.t = width
         elif self.t < width:  # a prompt longer than the clock allows: make room on the left
             by = width - self.t
             self._ensure_columns(self.t + by + 1)
@@ -270,8 +281,7 @@ class Decoder:
         for i, (key, req) in enumerate(items):
             forced = engine.forced_length(req.duration) if engine.forced_length else 0
             row = _Row(
-                key, req, start=column + int(pad[i]), pos=width - int(pad[i]),
-                budget=forced or req.max_new_tokens or default_max_new_tokens(req.duration),
+                key, req, start=column + int(pad[i]), pos=width - int(pad[i]), budget=budgets[i],
                 prompt_tokens=width - int(pad[i]), generator=_generator(req), min_tokens=forced,
             )  # fmt: skip
             slot = engine.language_slot(req)
@@ -401,15 +411,20 @@ class Decoder:
             self.rows[i] = self.rows[last]
         self.rows.pop()
         if not self.rows:
-            self.t = PROMPT_COLUMNS
-            if self.cache is not None and self.cache.columns > _round_up(PROMPT_COLUMNS + 128, COLUMN_QUANTUM):
-                self.cache = None  # grown for a long prompt: give the memory back (made again at the next admit)
+            self.t = 0
+            if self.cache is not None and self.cache.columns > KEEP_COLUMNS:
+                self.cache = None  # grown for a long prompt or answer: give the memory back (made again at the next admit)
 
     # ------------------------------------------------------------------ memory
-    def _ensure_cache(self, width: int) -> None:
+    def _budget(self, request: Request) -> int:
+        """The most tokens a row may generate (a forced length for benchmarks)."""
+        forced = self.engine.forced_length(request.duration) if self.engine.forced_length else 0
+        return forced or request.max_new_tokens or default_max_new_tokens(request.duration)
+
+    def _ensure_cache(self, width: int, headroom: int) -> None:
         if self.cache is None:
             layers, kv_heads, head_dim = self._shape
-            columns = _round_up(max(PROMPT_COLUMNS, width) + 128, COLUMN_QUANTUM)
+            columns = _round_up(width + headroom, COLUMN_QUANTUM)
             self.cache = SlotCache(layers, 1, kv_heads, head_dim, columns, self.engine.dtype, self.engine.device, self.max_rows)
         self._ensure_columns(max(self.t, width) + 1)
 
