@@ -3,7 +3,7 @@
     python benchmarks/_peer_sherpa.py --model-dir DIR --precision fp32 --max-new-tokens N --threads 1
 
 The model folder holds what the public exporter that sherpa-onnx's Qwen3-ASR packages come from
-(github.com/Wasser1462/Qwen3-ASR-onnx, run outside this repository on an ORIGINAL-format checkpoint)
+(GitHub: Wasser1462/Qwen3-ASR-onnx, run outside this repository on an ORIGINAL-format checkpoint)
 writes: conv_frontend.onnx, then encoder.onnx and decoder.onnx (fp32, with .data files) or
 encoder.int8.onnx and decoder.int8.onnx (ONNX Runtime dynamic int8 quantisation of their MatMuls).
 The tokenizer is a directory with vocab.json, merges.txt and tokenizer_config.json (its

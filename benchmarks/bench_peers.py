@@ -15,9 +15,10 @@ memory are its own:
   4.57.6, at batch 1 and its default batch (32);
 - sherpa-onnx (`pip install sherpa-onnx`), fp32 and int8, one clip at a time (it does not batch
   Qwen3-ASR), on ONNX files exported from the same checkpoint by the public exporter that
-  sherpa-onnx's Qwen3-ASR packages come from (github.com/Wasser1462/Qwen3-ASR-onnx), run outside
+  sherpa-onnx's Qwen3-ASR packages come from (GitHub: Wasser1462/Qwen3-ASR-onnx), run outside
   this repository in the official venv (docs/performance.md, "CPU peers", has the commands):
-  --sherpa-dir holds fp32/ and int8/ export folders. Without it the sherpa rows are left out.
+  --sherpa-dir holds fp32/ and int8/ export folders (the tokenizer is the checkpoint's own).
+  Without it the sherpa rows are left out.
 
 Same weights: one random Qwen3-ASR of the real architecture is built with medasr.model.build and
 saved twice from the same tensors, in the ORIGINAL format (what qwen-asr and the exporter read) and
@@ -225,7 +226,7 @@ def systems(args, original: Path, hf: Path, threads: int) -> list[tuple[str, lis
             if not folder.is_dir():
                 raise SystemExit(f"bench_peers: {folder} not found: export the checkpoint first (docs/performance.md, 'CPU peers')")
             cmd = [sys.executable, str(HERE / "_peer_sherpa.py"), "--model-dir", str(folder), "--precision", precision,
-                   "--max-new-tokens", str(args.tokens), "--threads", str(threads)]  # fmt: skip
+                   "--tokenizer", str(hf), "--max-new-tokens", str(args.tokens), "--threads", str(threads)]  # fmt: skip
             out.append((f"sherpa-onnx {precision}", [1], lambda cmd=cmd, p=precision: Worker(f"sherpa-onnx {p}", cmd, thread_env(threads, False))))
     return out
 

@@ -94,7 +94,10 @@ def test_offline_end_to_end(offline_result):
         assert 0 < x["generated_tokens"] <= MAX_NEW_TOKENS * N_CLIPS and x["peak_rss_mb"] > 0
         assert x["accuracy"]["total"] == N_CLIPS and x["accuracy"]["success"] == N_CLIPS
     prefills = {x["mode"]: x["prefills"] for x in r["runs"]}
-    assert prefills["static"] == 3 and prefills["one-by-one"] == N_CLIPS and prefills["pad-longest-32"] == 1
+    assert prefills["one-by-one"] == N_CLIPS and prefills["pad-longest-32"] == 1
+    # 3 sorted batches of 2, a batch split in two where its clips' lengths differ by more than
+    # the decoder's PREFILL_SPREAD (padding one to the other would be computed for nothing)
+    assert 3 <= prefills["static"] <= N_CLIPS
     assert 3 <= prefills["medasr"] <= N_CLIPS  # rows refilled one at a time as they finish
     for x in r["runs"]:
         assert x["model_calls"] == x["prefills"] + x["decode_steps"] and 0 < x["row_utilization"] <= 1
