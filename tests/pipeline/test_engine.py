@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from medasr.audio.decode import load_audio
 from medasr.model.checkpoint import load
@@ -82,3 +83,30 @@ def test_array_input(asr, clips):
     from_path = asr.transcribe(clips[1], max_new_tokens=12)[0]
     assert from_array.text == from_path.text and from_array.duration == pytest.approx(from_path.duration)
     assert isinstance(from_array.duration, float) and np.isfinite(from_array.duration)
+
+
+def test_audio_is_encoded_window_by_window_exactly(asr, shared_audio):
+    """The encoder convolves 1 s chunks and attends within 8 s windows, so medasr encodes a clip's
+    windows apart, equal windows of several clips together, a bounded number of frames per call
+    (the convolutions' activations stay small however long the clips): every clip's embeddings
+    equal transformers' encoder run on that clip whole."""
+    from medasr.pipeline.engine import _stack
+
+    engine = asr.engine
+    assert engine._window == 800
+    long = load_audio(str(shared_audio / "multilingual.mp3")).samples[: 16000 * 27 + 3200]  # 27.2 s: 4 windows
+    jfk = load_audio(str(shared_audio / "jfk.flac")).samples  # 11 s: 2 windows
+    feats = [engine.features(x) for x in (long, jfk, jfk[:8000], long[: 16000 * 8])]
+    whole = []
+    for f in feats:
+        mel, mask = _stack([f], f.mel.shape[-1])
+        whole.append(engine.model.model.get_audio_features(mel, mask).pooler_output)
+    for frames in (800, 100_000):  # one window per call; every window in one call
+        engine.encode_frames = frames
+        try:
+            got = torch.split(engine.encode_audio(feats), [f.n_audio_tokens for f in feats])
+        finally:
+            engine.encode_frames = 800
+        for a, b in zip(got, whole):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

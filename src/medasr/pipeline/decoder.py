@@ -235,14 +235,25 @@ class Decoder:
             raise ValueError(f"{len(items)} requests for {self.free} free rows")
         done: list[tuple[Hashable, Result]] = []
         rows = len(self.rows) + len(items)  # the cache grows its rows once for all the groups
-        for group in _similar_lengths(items):
-            done += self._prefill(group, rows)
+        groups = _similar_lengths(items)
+        # every group's audio is encoded before the cache grows for their rows, so the encoder's
+        # activations and the grown cache never add up at the peak (the embeddings are small)
+        inputs = [self._encode([r for _, r in group]) for group in groups]
+        for group, prepared in zip(groups, inputs):
+            done += self._prefill(group, rows, *prepared)
         return done
 
-    def _prefill(self, items: Sequence[tuple[Hashable, Request]], rows: int) -> list[tuple[Hashable, Result]]:
+    def _encode(self, requests: list[Request]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A group's prompt ids, attention mask and audio embeddings."""
+        feats, ids, attention = self.engine.prompts(requests)
+        with self.engine.timed():
+            audio = self.engine.encode_audio(feats)
+        return ids, attention, audio
+
+    def _prefill(self, items: Sequence[tuple[Hashable, Request]], rows: int, ids: torch.Tensor, attention: torch.Tensor,
+                 audio: torch.Tensor) -> list[tuple[Hashable, Result]]:  # fmt: skip
         engine = self.engine
         requests = [r for _, r in items]
-        feats, ids, attention = engine.prompts(requests)
         b, width = ids.shape
         budgets = [self._budget(r) for r in requests]
         self._ensure_cache(width, min(HEADROOM, max(budgets)))
@@ -267,7 +278,6 @@ class Decoder:
             # the prompts' audio placeholders get the audio embeddings (as the model's own forward
             # does), encoded without padding clips to one another (Engine.encode_audio)
             embeds = self._lm.embed_tokens(ids)
-            audio = engine.encode_audio(feats)
             embeds[ids == self.model.config.audio_token_id] = audio.to(embeds.dtype)
             hidden = self._lm(
                 inputs_embeds=embeds, attention_mask={"full_attention": mask}, position_ids=positions,

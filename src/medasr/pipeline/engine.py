@@ -32,6 +32,12 @@ MAX_NEW_TOKENS_CAP = 512  # the official transformers backend's limit
 TOKENS_PER_SECOND = 20  # generous for English speech, also for small test vocabularies
 MIN_NEW_TOKENS = 32
 DECODE_MODES = ("continuous", "static")
+# Mel frames (100 per second) the audio encoder takes in one call. Its convolutions run every 1 s
+# chunk of a call at once, and their first layer's output is large (0.6B / 1.7B: 480 channels x 64
+# x 50 floats, 6 MB per chunk, twice that with its activation; 16 clips of 30 s in one call held
+# ~6 GB). On a CPU one 8 s window per call costs no speed and bounds that to ~0.1 GB; a GPU wants
+# its calls large.
+ENCODE_FRAMES = {"cpu": 800, "cuda": 24000}
 
 
 def default_max_new_tokens(duration_s: float) -> int:
@@ -177,6 +183,8 @@ class Engine:
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         self._slots: dict[str, int | None] = {}
         _channels_last_convs(self.model)
+        self._window = _encoder_window(self.model)
+        self.encode_frames = ENCODE_FRAMES["cuda" if torch.device(self.device).type == "cuda" else "cpu"]
         ids = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
         self._language_head = ids("language")  # what an auto-language answer starts with
         self._none = ids(" None")
@@ -240,19 +248,25 @@ class Engine:
 
     def encode_audio(self, feats: Sequence[Features]) -> torch.Tensor:
         """The projected audio embeddings of every clip, concatenated in order (what fills the
-        prompts' audio placeholders). Clips are encoded in groups of equal length in 1 s chunks,
-        so no clip's chunks are padded to another's: the encoder's convolutions, most of a
-        small model's cost, never run on padding. Each clip's output is its own whatever the group."""
+        prompts' audio placeholders). The encoder convolves 1 s chunks and attends within windows
+        of `n_window_infer` frames, so its output for a clip is the concatenation of its outputs
+        for the clip's windows, each encoded alone. Windows of equal length are encoded together,
+        at most `encode_frames` per call: no chunk is padded to another's (the convolutions are
+        most of a small model's cost), and their large activations stay bounded however long
+        and however many the clips."""
+        parts = [w for f in feats for w in _windows(f, self._window)]
         groups: dict[int, list[int]] = {}
-        for i, f in enumerate(feats):
-            groups.setdefault(f.mel.shape[-1], []).append(i)
-        out: list[torch.Tensor | None] = [None] * len(feats)
-        for frames, members in groups.items():
-            mel, mask = _stack([feats[i] for i in members], frames)
-            embeds = self.model.model.get_audio_features(mel.to(self.device, self.dtype), mask.to(self.device)).pooler_output
-            sizes = [feats[i].n_audio_tokens for i in members]
-            for i, part in zip(members, torch.split(embeds, sizes)):
-                out[i] = part
+        for j, w in enumerate(parts):
+            groups.setdefault(w.mel.shape[-1], []).append(j)
+        out: list[torch.Tensor | None] = [None] * len(parts)
+        for frames, same in groups.items():
+            per_call = max(1, self.encode_frames // frames)
+            for k in range(0, len(same), per_call):
+                members = same[k : k + per_call]
+                mel, mask = _stack([parts[j] for j in members], frames)
+                embeds = self.model.model.get_audio_features(mel.to(self.device, self.dtype), mask.to(self.device)).pooler_output
+                for j, part in zip(members, torch.split(embeds, [parts[j].n_audio_tokens for j in members])):
+                    out[j] = part
         return torch.cat(out)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ no-speech score
@@ -375,6 +389,21 @@ class Engine:
         """Logits of the first generated step (used to check parity with the official package)."""
         inputs = self.batch_inputs([request])
         return self.model(**inputs).logits[0, -1].float().cpu()
+
+
+def _windows(f: Features, window: int | None) -> list[Features]:
+    """A clip's features cut at the encoder's attention windows (the padding past its last one dropped)."""
+    if window is None or f.mel.shape[-1] <= window:
+        return [f]
+    return [Features(f.mel[:, s : s + window], min(window, f.n_frames - s)) for s in range(0, f.n_frames, window)]
+
+
+def _encoder_window(model) -> int | None:
+    """The audio encoder's attention window in mel frames, where it holds whole 1 s chunks (it
+    does in every published config: 800 frames of 100-frame chunks); None: encode clips whole."""
+    audio = getattr(model.config, "audio_config", None)
+    window, half = getattr(audio, "n_window_infer", None), getattr(audio, "n_window", None)
+    return window if window and half and window % (2 * half) == 0 else None
 
 
 def _stack(feats: Sequence[Features], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
