@@ -1,7 +1,7 @@
 """Where medasr's CPU time goes, module by module, on bench_peers' model and clips.
 
     python benchmarks/bench_peers.py            # first: builds runs/peers/ (model and clips)
-    python benchmarks/bench_breakdown.py        # --clips 16 --tokens 32 --threads 1
+    python benchmarks/bench_breakdown.py        # --clips 8 --tokens 32 --threads 1 (--model, --clips-dir: another shape)
 
 One `transcribe` call through the public API (after a warm-up call), with forward hooks that add
 up the process's CPU time inside each part of the model: the audio encoder's three
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "runs/peers/model-L8-W512-C480-s0/transformers"))
-    ap.add_argument("--clips-dir", default=str(ROOT / "runs/peers/clips-speech-n32-max20-s0"))
-    ap.add_argument("--clips", type=int, default=16, help="how many of the clips (default: 16)")
+    ap.add_argument("--clips-dir", default=str(ROOT / "runs/peers/clips-speech-n8-max20-s0"))
+    ap.add_argument("--clips", type=int, default=8, help="how many of the clips (default: 8)")
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens per clip (default: 32)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default: float32)")
