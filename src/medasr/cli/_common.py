@@ -30,7 +30,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         default="none",
         choices=QUANTIZE,
         help="CPU only: int8 runs the linear layers and the output head with int8 weights (per channel) and "
-        "int8 activations quantized on the fly, ~2-4x faster and ~1/3 of float32's memory (docs/performance.md) "
+        "int8 activations quantized on the fly: ~3x float32's speed, ~1/3 of its weights' memory (docs/performance.md) "
         "(default: none)",
     )
     g.add_argument(

@@ -123,8 +123,8 @@ def _vnni() -> bool:
 # torch's dynamic int8 Linear quantizes activations to 7 bits (reduce_range=True), which guards
 # CPUs whose int8 products are summed in pairs into 16 bits (AVX2 / AVX512 without VNNI) against
 # overflow. With VNNI nothing overflows and the 8th bit halves the activations' rounding error: on
-# the demo model's held-out sets int8 WER came within 0.12-0.45 points of float32 with 8 bits,
-# 0.09-1.13 with 7 (docs/performance.md, "CPU: quantized").
+# the demo model's held-out sets int8 WER came within -0.05 to +0.45 points of float32 with 8 bits,
+# -0.86 to +1.13 with 7 (docs/performance.md, "CPU: quantized").
 REDUCE_RANGE = not _vnni()
 
 

@@ -7,10 +7,11 @@ served by start-time fair queueing (each owner's pieces get virtual start tags s
 audio seconds, from the virtual time of the piece now served), so an owner with a backlog (a
 live session with many finals waiting, a long upload) takes its turn beside the others instead of
 ahead of them. A ticket without an owner is its own flow. Every request's context is checked
-against the engine's one context rule before anything is queued (`Engine.check_context`). Each iteration admits waiting pieces into the
-decoder's free rows (prefilled together, up to `max_prefill_audio_s` of audio) and runs one
-decode step for every row in flight, so a new request starts at the next step instead of
-waiting for a batch to end (continuous batching). `reserve` rows are kept for live work, so a
+against the engine's one context rule before anything is queued (`Engine.check_context`).
+
+Each iteration admits waiting pieces into the decoder's free rows (prefilled together, up to
+`max_prefill_audio_s` of audio) and runs one decode step for every row in flight, so a new
+request starts at the next step instead of waiting for a batch to end (continuous batching). `reserve` rows are kept for live work, so a
 stream's update is never stuck behind a queue of long offline pieces.
 
 Policy "static" admits only into an empty decoder (batches run to completion, as classic
