@@ -6,8 +6,8 @@ of N tokens, up to the context limit (`--max-context-tokens`, default 1,024).
 Each measurement runs in a fresh process (peak resident memory is per process: ru_maxrss), which
 loads the model, transcribes one warm-up clip without a context, then `rows` copies of a clip of
 --clip-s seconds of speech (espeak-ng, repeated) together, each with the same context of exactly
-N tokens (medical words from the lexicon, cut to N tokens by the model's own tokenizer), forced
-to --new-tokens generated tokens. Printed: peak RSS over the warm-up's, and the seconds of the
+N tokens (medical words from the lexicon, cut to N tokens by the model's own tokenizer), at most
+--new generated tokens each. Printed: peak RSS over the warm-up's, and the seconds of the
 timed call. The context limit bounds the worst case: every row of a full batch carrying a
 maximal context. A context over the limit is refused before any model call (checked last).
 """

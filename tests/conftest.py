@@ -3,8 +3,10 @@ in both checkpoint formats, and short speech clips spoken by espeak-ng."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,15 @@ def shared_audio() -> Path:
     if not SHARED_AUDIO.exists():
         pytest.fail(f"the test recordings are missing: {SHARED_AUDIO}")
     return SHARED_AUDIO
+
+
+def server_metric(base: str, name: str) -> float:
+    """The value of one unlabelled series on a running server's /metrics; a series the server
+    does not export fails the test."""
+    text = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert found, f"the server exports no {name}"
+    return float(found.group(1))
 
 
 def ffmpeg(*args) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
-import httpx2 as httpx
 import numpy as np
 import pytest
+from conftest import server_metric
 
 from medasr.audio.decode import load_audio
 from medasr.audio.pcm import to_pcm16
@@ -59,16 +58,11 @@ def _ws_url(base: str) -> str:
     return base.replace("http", "ws") + "/v1/realtime?intent=transcription"
 
 
-def _metric(base: str, name: str) -> float:
-    text = httpx.get(base + "/metrics", timeout=10).text
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
-
-
 def _wait_sessions(base: str, value: float, within_s: float) -> float:
     """Seconds until medasr_realtime_sessions reads `value` (fails after `within_s`)."""
     started = time.monotonic()
-    while _metric(base, "medasr_realtime_sessions") != value:
-        assert time.monotonic() - started < within_s, f"medasr_realtime_sessions stayed at {_metric(base, 'medasr_realtime_sessions')}"
+    while server_metric(base, "medasr_realtime_sessions") != value:
+        assert time.monotonic() - started < within_s, f"medasr_realtime_sessions stayed at {server_metric(base, 'medasr_realtime_sessions')}"
         time.sleep(0.1)
     return time.monotonic() - started
 
@@ -107,7 +101,7 @@ MALFORMED = [  # (frame, error code, param)
 
 def test_every_malformed_event_gets_an_error_and_the_connection_goes_on(server, speech_clips):
     clip = load_audio(speech_clips[0]).samples
-    rss = _metric(server, "process_resident_memory_bytes")
+    rss = server_metric(server, "process_resident_memory_bytes")
 
     async def main():
         async with websockets.connect(_ws_url(server), max_size=None) as ws:
@@ -139,7 +133,7 @@ def test_every_malformed_event_gets_an_error_and_the_connection_goes_on(server, 
     assert updated["type"] == "session.updated"
     assert updated["session"]["audio"]["input"]["transcription"]["prompt"] == "metoprolol, apixaban"
     assert events[-1]["type"] == "conversation.item.input_audio_transcription.completed" and events[-1]["transcript"]
-    assert _metric(server, "process_resident_memory_bytes") - rss < 200e6  # a 30,000-word prompt costs nothing
+    assert server_metric(server, "process_resident_memory_bytes") - rss < 200e6  # a 30,000-word prompt costs nothing
 
 
 def test_a_prompt_over_the_context_limit_is_refused_on_every_route(server, speech_clips):
@@ -167,7 +161,7 @@ def test_a_flooding_client_that_never_reads_is_cut_off_and_freed(server):
     send queue (or wait past the send timeout), the client is cut off, its slot freed, and the
     server's memory stays where it was."""
     _wait_sessions(server, 0, 30)
-    rss = _metric(server, "process_resident_memory_bytes")
+    rss = server_metric(server, "process_resident_memory_bytes")
     flood = RawClient(server)
     _wait_sessions(server, 1, 10)
     sent = 0
@@ -176,7 +170,7 @@ def test_a_flooding_client_that_never_reads_is_cut_off_and_freed(server):
     _wait_sessions(server, 0, 10)  # freed by the server, before this client lets go
     flood.close()
     assert sent < 200_000, "the server never cut off a client that does not read"
-    assert _metric(server, "process_resident_memory_bytes") - rss < 100e6
+    assert server_metric(server, "process_resident_memory_bytes") - rss < 100e6
 
 
 def test_a_client_that_fills_its_socket_and_goes_quiet_is_closed_in_time(server):

@@ -6,14 +6,13 @@ over its whole length."""
 from __future__ import annotations
 
 import json
-import re
 import select
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
+from conftest import server_metric
 
 from medasr.server.launch import running_server
 
@@ -31,11 +30,6 @@ def server(tiny_model):
             "--read-timeout-s", str(TIMEOUT_S)]  # fmt: skip
     with running_server(args) as base:
         yield base
-
-
-def _metric(base: str, name: str) -> float:
-    text = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)} (\S+)$", text, re.M))
 
 
 def _trickle(port: int, what: str, outcome: dict, i: int) -> None:
@@ -77,7 +71,7 @@ def test_slow_clients_are_cut_off_while_a_normal_request_is_answered(server, spe
     for t in threads:
         t.start()
     # all slow bodies are being read (their requests admitted), and meanwhile a normal client is served
-    while _metric(server, "medasr_reading_requests") < SLOW // 2:
+    while server_metric(server, "medasr_reading_requests") < SLOW // 2:
         assert not outcome, "a slow client was cut off before all of them had started"
         time.sleep(0.05)
     client = openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=120)
@@ -94,8 +88,8 @@ def test_slow_clients_are_cut_off_while_a_normal_request_is_answered(server, spe
         error = json.loads(body)["error"]
         assert error["code"] == "request_timeout" and f"{what} did not arrive within {TIMEOUT_S} s" in error["message"]
     # the slots are free again: nothing is being read, every slow body was counted as a timeout
-    assert _metric(server, "medasr_reading_requests") == 0
-    assert _metric(server, "medasr_read_timeouts_total") == SLOW // 2
+    assert server_metric(server, "medasr_reading_requests") == 0
+    assert server_metric(server, "medasr_read_timeouts_total") == SLOW // 2
     with speech_clips[1].open("rb") as f:
         assert isinstance(client.audio.transcriptions.create(model="", file=f).text, str)
 

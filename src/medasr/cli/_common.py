@@ -61,14 +61,15 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_context_limit_argument(g) -> None:
+def add_context_limit_argument(g, refused: str = "refused") -> None:
+    """--max-context-tokens (`refused`: what a longer context gets, in the help)."""
     g.add_argument(
         "--max-context-tokens",
         type=int,
         default=MAX_CONTEXT_TOKENS,
         metavar="N",
-        help="longest context (prompt, hotwords) in tokens; a longer one is refused before any model call "
-        f"(default: {MAX_CONTEXT_TOKENS})",
+        help=f"longest context (prompt, hotwords) in tokens; a longer one is {refused} before any model call "
+        f"(default: {MAX_CONTEXT_TOKENS}; docs/limits.md)",
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from medasr.cli._common import add_model_arguments, set_threads
-from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, MAX_CONTEXT_TOKENS, VAD_METHODS
+from medasr.cli._common import add_context_limit_argument, add_model_arguments, set_threads
+from medasr.defaults import DEFAULT_ALIGNER, DEFAULT_VAD, LOW_CONFIDENCE, VAD_METHODS
 
 NAME = "serve"
 HELP = "serve an OpenAI-compatible transcription API and a web page"
@@ -77,9 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time a client has to send a request's headers, and then its body (one more second per "
                    f"{MIN_RATE // 1024} kB received), before 408 and a closed connection (default: 30)")  # fmt: skip
     g.add_argument("--url-timeout-s", type=float, default=30.0, help="time allowed to fetch an audio URL (default: 30)")
-    g.add_argument("--max-context-tokens", type=int, default=MAX_CONTEXT_TOKENS, metavar="N",
-                   help="longest prompt / context in tokens (uploads, chat, live sessions); longer: 400 context_too_long "
-                   f"or an error event, before any model call (default: {MAX_CONTEXT_TOKENS}; docs/limits.md)")  # fmt: skip
+    add_context_limit_argument(g, "refused (uploads and chat: 400 context_too_long; live sessions: an error event)")
     g.add_argument("--allow-private-urls", action="store_true",
                    help="let audio URLs point at loopback and private addresses (default: refused)")  # fmt: skip
     g = p.add_argument_group("word timestamps")

@@ -255,7 +255,9 @@ class Decoder:
         engine = self.engine
         requests = [r for _, r in items]
         b, width = ids.shape
-        budgets = [self._budget(r) for r in requests]
+        # forced lengths (benchmarks) are both a row's budget and its minimum
+        forced = [engine.forced_length(r.duration) if engine.forced_length else 0 for r in requests]
+        budgets = [f or r.max_new_tokens or default_max_new_tokens(r.duration) for f, r in zip(forced, requests)]
         self._ensure_cache(width, min(HEADROOM, max(budgets)))
         self.cache.ensure_rows(rows)
         if not self.rows:
@@ -289,10 +291,9 @@ class Decoder:
         logits = self.model.lm_head(hidden[:, -1]).float()
         new_rows = []
         for i, (key, req) in enumerate(items):
-            forced = engine.forced_length(req.duration) if engine.forced_length else 0
             row = _Row(
                 key, req, start=column + int(pad[i]), pos=width - int(pad[i]), budget=budgets[i],
-                prompt_tokens=width - int(pad[i]), generator=_generator(req), min_tokens=forced,
+                prompt_tokens=width - int(pad[i]), generator=_generator(req), min_tokens=forced[i],
             )  # fmt: skip
             slot = engine.language_slot(req)
             if slot is not None:  # forced language: the prompt's own positions give the score
@@ -426,11 +427,6 @@ class Decoder:
                 self.cache = None  # grown for a long prompt or answer: give the memory back (made again at the next admit)
 
     # ------------------------------------------------------------------ memory
-    def _budget(self, request: Request) -> int:
-        """The most tokens a row may generate (a forced length for benchmarks)."""
-        forced = self.engine.forced_length(request.duration) if self.engine.forced_length else 0
-        return forced or request.max_new_tokens or default_max_new_tokens(request.duration)
-
     def _ensure_cache(self, width: int, headroom: int) -> None:
         if self.cache is None:
             layers, kv_heads, head_dim = self._shape

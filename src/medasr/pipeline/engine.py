@@ -184,7 +184,7 @@ class Engine:
         self._slots: dict[str, int | None] = {}
         _channels_last_convs(self.model)
         self._window = _encoder_window(self.model)
-        self.encode_frames = ENCODE_FRAMES["cuda" if torch.device(self.device).type == "cuda" else "cpu"]
+        self.encode_frames = ENCODE_FRAMES["cuda" if self.device.type == "cuda" else "cpu"]
         ids = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
         self._language_head = ids("language")  # what an auto-language answer starts with
         self._none = ids(" None")

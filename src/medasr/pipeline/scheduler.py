@@ -11,8 +11,9 @@ against the engine's one context rule before anything is queued (`Engine.check_c
 
 Each iteration admits waiting pieces into the decoder's free rows (prefilled together, up to
 `max_prefill_audio_s` of audio) and runs one decode step for every row in flight, so a new
-request starts at the next step instead of waiting for a batch to end (continuous batching). `reserve` rows are kept for live work, so a
-stream's update is never stuck behind a queue of long offline pieces.
+request starts at the next step instead of waiting for a batch to end (continuous batching).
+`reserve` rows are kept for live work, so a stream's update is never stuck behind a queue of
+long offline pieces.
 
 Policy "static" admits only into an empty decoder (batches run to completion, as classic
 static batching does); it exists to measure the difference and gives the same texts.
